@@ -1,0 +1,138 @@
+using System.Collections.ObjectModel;
+using System.Collections.Concurrent;
+using System.Management.Automation;
+using KvmOvercommit.Engine;
+
+namespace KvmOvercommit;
+
+/// <summary>
+/// Base of every cmdlet in the module: owns the CancellationToken cancelled by Ctrl+C (StopProcessing), turns engine
+/// errors into ErrorRecords, and lets engine work run off the pipeline thread while everything it writes
+/// (objects, progress, verbose, warnings) is written on the pipeline thread, as PowerShell requires.
+/// </summary>
+public abstract class KvmCmdlet : PSCmdlet, IDisposable
+{
+    readonly CancellationTokenSource _cts = new();
+
+    /// <summary>Cancelled when the user presses Ctrl+C or the pipeline stops.</summary>
+    protected CancellationToken CancelToken => _cts.Token;
+
+    /// <inheritdoc />
+    protected override void StopProcessing() => _cts.Cancel();
+
+    /// <summary>Writes a non-terminating error for one item; processing of the others goes on.</summary>
+    protected void WriteEngineError(KvmOcException e) => WriteError(ErrorMapping.ToErrorRecord(e));
+
+    /// <summary>Stops the cmdlet: nothing can proceed.</summary>
+    protected void ThrowEngineError(KvmOcException e) => ThrowTerminatingError(ErrorMapping.ToErrorRecord(e));
+
+    /// <summary>
+    /// Runs one engine operation for one pipeline item. Engine errors become non-terminating errors (or terminating
+    /// ones with <paramref name="terminating"/>); Ctrl+C ends quietly.
+    /// </summary>
+    protected void Invoke(Action body, bool terminating = false)
+    {
+        try
+        {
+            body();
+        }
+        catch (OperationCanceledException) when (_cts.IsCancellationRequested)
+        {
+            throw new PipelineStoppedException();
+        }
+        catch (KvmOcException e)
+        {
+            if (terminating) ThrowEngineError(e); else WriteEngineError(e);
+        }
+    }
+
+    /// <summary>
+    /// Runs asynchronous engine work on the thread pool and pumps what it emits onto the pipeline thread.
+    /// <paramref name="work"/> receives an observer (verbose/warning/progress) and an emit callback for output objects.
+    /// </summary>
+    protected void InvokeAsync(Func<IOperationObserver, Action<object>, CancellationToken, Task> work, bool terminating = false)
+    {
+        using var queue = new BlockingCollection<Action>();
+        var observer = new QueueObserver(queue).Bind(this);
+        var task = Task.Run(async () =>
+        {
+            try { await work(observer, o => queue.Add(() => WriteObject(o)), _cts.Token).ConfigureAwait(false); }
+            finally { queue.CompleteAdding(); }
+        });
+        try
+        {
+            foreach (var action in queue.GetConsumingEnumerable())
+                action();
+        }
+        catch
+        {
+            _cts.Cancel();
+            throw;
+        }
+        Invoke(() => task.GetAwaiter().GetResult(), terminating);
+    }
+
+    /// <summary>An observer that forwards what the engine says to the pipeline thread.</summary>
+    protected IOperationObserver SyncObserver => new DirectObserver(this);
+
+    sealed class QueueObserver(BlockingCollection<Action> queue) : IOperationObserver
+    {
+        KvmCmdlet? _owner;
+        public void Verbose(string message) => Post(c => c.WriteVerbose(message));
+        public void Warning(string message) => Post(c => c.WriteWarning(message));
+        public void Progress(ProgressInfo p) => Post(c => c.WriteProgress(ToRecord(p)));
+        void Post(Action<KvmCmdlet> a)
+        {
+            try { queue.Add(() => a(_owner!)); } catch (InvalidOperationException) { }
+        }
+        internal QueueObserver Bind(KvmCmdlet owner) { _owner = owner; return this; }
+    }
+
+    sealed class DirectObserver(KvmCmdlet owner) : IOperationObserver
+    {
+        public void Verbose(string message) => owner.WriteVerbose(message);
+        public void Warning(string message) => owner.WriteWarning(message);
+        public void Progress(ProgressInfo p) => owner.WriteProgress(ToRecord(p));
+    }
+
+    internal static ProgressRecord ToRecord(ProgressInfo p) => new(p.ActivityId, p.Activity, string.IsNullOrEmpty(p.Status) ? p.Activity : p.Status)
+    {
+        PercentComplete = p.PercentComplete,
+        SecondsRemaining = p.SecondsRemaining,
+        RecordType = p.Completed ? ProgressRecordType.Completed : ProgressRecordType.Processing,
+    };
+
+    /// <summary>Resolves a user path against the current PowerShell location (not the process working directory).</summary>
+    protected string ResolvePath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+
+    /// <summary>Resolves a path that may contain wildcards to the files it names; none found → ObjectNotFound.</summary>
+    protected IEnumerable<string> ResolveWildcardPath(string path)
+    {
+        if (!WildcardPattern.ContainsWildcardCharacters(path))
+        {
+            yield return ResolvePath(path);
+            yield break;
+        }
+        Collection<string>? resolved = null;
+        try
+        {
+            resolved = GetResolvedProviderPathFromPSPath(path, out _);
+        }
+        catch (ItemNotFoundException)
+        {
+        }
+        if (resolved is null || resolved.Count == 0)
+        {
+            WriteEngineError(new KvmOcException(ErrorKind.NotFound, "PathNotFound", $"No file matches '{path}'.", path, "Check the path and the wildcard pattern."));
+            yield break;
+        }
+        foreach (var r in resolved) yield return r;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _cts.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}

@@ -205,14 +205,22 @@ public static class QcowOverlayWriter
         long l1Clusters = (l1Bytes + cs - 1) / cs;
         long perBlock = cs / 2; // 16-bit refcounts
         long used = 3 + l1Clusters;
-        long blocks = 1;
-        while (true)
+        // Refcount block 0 sits at cluster 2. When the L1 table outgrows what it describes (4 KiB clusters, > 1 TiB),
+        // QEMU allocates further blocks while it sets the L1 clusters' refcounts in order, each at the next free cluster;
+        // a block landing in a range without a block first allocates that range's block. Reproduce that order exactly.
+        var blockAt = new List<long> { 2 };
+        long next = used;
+        void Ensure(long b)
         {
-            long needed = (used + blocks - 1 + perBlock - 1) / perBlock;
-            if (needed <= blocks) break;
-            blocks = needed;
+            while (blockAt.Count <= b) blockAt.Add(0);
+            if (blockAt[(int)b] != 0) return;
+            long f = next++;
+            if (f / perBlock != b) Ensure(f / perBlock);
+            blockAt[(int)b] = f;
         }
-        long total = used + blocks - 1;
+        for (long b = 1; b <= (used - 1) / perBlock; b++) Ensure(b);
+        long blocks = blockAt.Count;
+        long total = next;
 
         // Cluster 0: header, extensions, backing name.
         var fmt = Encoding.UTF8.GetBytes(plan.BackingFormat);
@@ -250,7 +258,7 @@ public static class QcowOverlayWriter
         // Refcount table (cluster 1): refcount block 0 at cluster 2, further blocks (only for huge L1 tables) after the L1 table.
         var refTable = new byte[blocks * 8];
         for (long k = 0; k < blocks; k++)
-            BinaryPrimitives.WriteUInt64BigEndian(refTable.AsSpan((int)(k * 8)), (ulong)((k == 0 ? 2 : used + k - 1) * cs));
+            BinaryPrimitives.WriteUInt64BigEndian(refTable.AsSpan((int)(k * 8)), (ulong)(blockAt[(int)k] * cs));
         if (refTable.Length > cs)
             throw new KvmOcException(ErrorKind.InvalidArgument, "QcowSizeTooLarge", $"{plan.VirtualSize} bytes needs more than one refcount table cluster.", plan.VirtualSize);
 
@@ -260,7 +268,7 @@ public static class QcowOverlayWriter
             long first = k * perBlock, count = Math.Min(perBlock, total - first);
             var block = new byte[count * 2];
             for (long i = 0; i < count; i++) block[i * 2 + 1] = 1;
-            writes.Add(((k == 0 ? 2 : used + k - 1) * (long)cs, block));
+            writes.Add((blockAt[(int)k] * cs, block));
         }
         long length = blocks > 1 ? total * cs : l1Entries > 0 ? 3L * cs + l1Bytes : 3L * cs;
         return (writes, length);

@@ -11,6 +11,8 @@
     FormatsToProcess     = @('KvmOvercommit.format.ps1xml')
     TypesToProcess       = @('KvmOvercommit.types.ps1xml')
     CmdletsToExport      = @(
+        'Get-QcowImage'
+        'New-QcowOverlay'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -330,6 +330,12 @@ public static class QcowOverlayWriter
         };
     }
 
+    /// <summary>Flushes the directory entries of renamed overlays (once per folder for a batch).</summary>
+    public static void SyncDirectories(IEnumerable<string> dirs)
+    {
+        foreach (var d in dirs) QcowNative.FsyncDirectory(d);
+    }
+
     /// <summary>Creates many overlays on one backing image: the backing is read once, directories are synced once.</summary>
     public static IEnumerable<QcowImage> CreateMany(IEnumerable<string> paths, string backingPath, QcowOverlayOptions options, IOperationObserver? observer = null,
         Action<KvmOcException>? onError = null)
@@ -350,7 +356,7 @@ public static class QcowOverlayWriter
                 onError(e);
             }
         }
-        foreach (var d in dirs) QcowNative.FsyncDirectory(d);
+        SyncDirectories(dirs);
         return results;
     }
 

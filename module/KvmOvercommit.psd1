@@ -13,6 +13,8 @@
     CmdletsToExport      = @(
         'Get-KsmProcess'
         'Get-KsmStat'
+        'Get-QcowImage'
+        'New-QcowOverlay'
         'Set-KsmTuning'
         'Watch-KsmStat'
     )

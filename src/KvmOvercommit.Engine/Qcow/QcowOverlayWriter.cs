@@ -1,0 +1,381 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
+
+namespace KvmOvercommit.Engine.Qcow;
+
+/// <summary>Options of New-QcowOverlay / `kvmoc qcow overlay` that apply to every overlay of a batch.</summary>
+public sealed class QcowOverlayOptions
+{
+    /// <summary>Backing format (qcow2, raw…); probed from the backing file's magic when null.</summary>
+    public string? BackingFormat { get; set; }
+
+    /// <summary>Virtual size in bytes; the backing image's virtual size when null. Rounded up to 512 bytes as qemu-img does.</summary>
+    public long? SizeBytes { get; set; }
+
+    /// <summary>Store the backing name relative to the overlay's folder instead of absolute.</summary>
+    public bool RelativeBackingPath { get; set; }
+
+    /// <summary>Cluster size in bytes (power of two, 4 KiB … 2 MiB); 64 KiB when null.</summary>
+    public int? ClusterSize { get; set; }
+
+    /// <summary>Replace an existing file (never one a running QEMU holds).</summary>
+    public bool Force { get; set; }
+}
+
+/// <summary>The backing image of a batch of overlays, read once: its header, its chain and the identities of every link.</summary>
+public sealed class QcowBacking
+{
+    internal QcowBacking(QcowImage image, HashSet<(ulong, ulong)> chainKeys)
+    {
+        Image = image;
+        ChainKeys = chainKeys;
+    }
+
+    /// <summary>The backing image as Get-QcowImage reports it (full path, format, chain).</summary>
+    public QcowImage Image { get; }
+
+    /// <summary>(device, inode) of the backing file and every image below it, to refuse loops.</summary>
+    internal HashSet<(ulong, ulong)> ChainKeys { get; }
+}
+
+/// <summary>What New-QcowOverlay will do for one target: the -WhatIf description, and the input of Apply.</summary>
+public sealed class QcowOverlayPlan
+{
+    /// <summary>Full path of the overlay to create.</summary>
+    public string Path { get; set; } = "";
+    /// <summary>The backing name as it will be stored in the header.</summary>
+    public string BackingFile { get; set; } = "";
+    /// <summary>The backing file resolved the way QEMU will resolve the stored name.</summary>
+    public string BackingPath { get; set; } = "";
+    /// <summary>Backing format written into the backing-format extension.</summary>
+    public string BackingFormat { get; set; } = "";
+    /// <summary>Virtual size of the overlay in bytes.</summary>
+    public long VirtualSize { get; set; }
+    /// <summary>Cluster size in bytes.</summary>
+    public int ClusterSize { get; set; }
+    /// <summary>True when an existing file will be replaced (-Force).</summary>
+    public bool ReplacesExisting { get; set; }
+    /// <summary>One line for -WhatIf / ShouldProcess.</summary>
+    public string Action => $"{(ReplacesExisting ? "Replace with" : "Create")} qcow2 overlay ({VirtualSize} bytes, cluster {ClusterSize}) backed by '{BackingFile}' ({BackingFormat})";
+
+    internal QcowBacking Backing { get; set; } = null!;
+}
+
+/// <summary>
+/// Writes empty qcow2 v3 overlays natively, byte for byte what `qemu-img create -f qcow2 -b B -F fmt` writes (QEMU 7.2):
+/// header cluster (header, backing-format extension, feature-name table, backing name), refcount table, refcount
+/// block, L1 table. Written under a temporary name, fsynced, renamed; the backing file is only ever opened read-only.
+/// </summary>
+public static class QcowOverlayWriter
+{
+    internal const int HeaderLength = 112;
+    internal const int DefaultClusterSize = 65536;
+    internal const int MinClusterSize = 4096, MaxClusterSize = 2 * 1024 * 1024;
+
+    /// <summary>Reads the backing image (header and chain) once for a whole batch of overlays.</summary>
+    public static QcowBacking OpenBacking(string backingPath, string? backingFormat, IOperationObserver? observer = null)
+    {
+        string full = System.IO.Path.GetFullPath(backingPath);
+        if (Directory.Exists(full))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingIsDirectory", $"Backing path '{full}' is a directory.", full);
+        if (!File.Exists(full))
+            throw new KvmOcException(ErrorKind.NotFound, "QcowBackingNotFound", $"Backing file '{full}' does not exist.", full, "Check -BackingPath.");
+        if (backingFormat is not null && !IsFormatName(backingFormat))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBadBackingFormat", $"'{backingFormat}' is not a format name.", backingFormat);
+        var image = QcowReader.ReadHeader(full, backingFormat);
+        if (backingFormat is null && image.Format is not ("qcow2" or "raw"))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingFormatUnsupported",
+                $"Backing file '{full}' is a {image.Format} image.", full, $"Pass -BackingFormat {image.Format} if QEMU should read it as such.");
+        if (image.VirtualSize is null && backingFormat is not null)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingSizeUnknown", $"Cannot tell the virtual size of '{full}' as {backingFormat}.", full, "Pass -SizeBytes.");
+        var key = QcowNative.Stat(full);
+        QcowReader.ResolveChain(image, key is { } k ? (k.Dev, k.Ino) : null, observer);
+        var keys = new HashSet<(ulong, ulong)>();
+        foreach (var p in image.BackingChain.Prepend(image.Path))
+            if (QcowNative.Stat(p) is { } s) keys.Add((s.Dev, s.Ino));
+        observer?.Verbose($"Backing {image.Path}: {image.Format}, {image.VirtualSize} bytes, chain depth {image.BackingChain.Length + 1}");
+        return new QcowBacking(image, keys);
+    }
+
+    static bool IsFormatName(string s) => s.Length is > 0 and < 16 && s.All(c => c is >= 'a' and <= 'z' or >= '0' and <= '9' or '-' or '_');
+
+    /// <summary>Decides everything for one overlay without touching the disk (the -WhatIf half).</summary>
+    public static QcowOverlayPlan Plan(string path, QcowBacking backing, QcowOverlayOptions options, IOperationObserver? observer = null)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        string dir = System.IO.Path.GetDirectoryName(full) ?? "/";
+        var b = backing.Image;
+        int cs = options.ClusterSize ?? DefaultClusterSize;
+        if (cs < MinClusterSize || cs > MaxClusterSize || (cs & (cs - 1)) != 0)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBadClusterSize", $"Cluster size {cs} is not a power of two from {MinClusterSize} to {MaxClusterSize}.", cs);
+        if (!Directory.Exists(dir))
+            throw new KvmOcException(ErrorKind.NotFound, "QcowTargetFolderNotFound", $"Folder '{dir}' does not exist.", full);
+        if (Directory.Exists(full))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowTargetIsDirectory", $"'{full}' is a directory.", full);
+
+        bool exists = File.Exists(full);
+        if (string.Equals(full, b.Path, StringComparison.Ordinal) || exists && QcowNative.Stat(full) is { } ts && backing.ChainKeys.Contains((ts.Dev, ts.Ino)))
+        {
+            bool self = string.Equals(full, b.Path, StringComparison.Ordinal) || QcowNative.Stat(b.Path) is { } bs && QcowNative.Stat(full) is { } t2 && bs.Dev == t2.Dev && bs.Ino == t2.Ino;
+            throw new KvmOcException(ErrorKind.InvalidArgument, self ? "QcowOverlayIsOwnBacking" : "QcowBackingChainLoop",
+                self ? $"'{full}' cannot be its own backing file." : $"'{full}' is in the backing chain of '{b.Path}'; replacing it would close a loop.", full,
+                "Choose another overlay name.");
+        }
+        if (exists)
+        {
+            if (QcowNative.IsLocked(full))
+                throw new KvmOcException(ErrorKind.ResourceBusy, "QcowImageInUse", $"'{full}' is in use by a running QEMU (its image lock is held).", full,
+                    "Stop the guest that uses it first; -Force never replaces an image in use.");
+            if (!options.Force)
+                throw new KvmOcException(ErrorKind.ResourceExists, "QcowOverlayExists", $"'{full}' already exists.", full, "Use -Force to replace it.");
+        }
+
+        string stored = b.Path;
+        if (options.RelativeBackingPath)
+        {
+            stored = System.IO.Path.GetRelativePath(dir, b.Path);
+            int colon = stored.IndexOf(':'), slash = stored.IndexOf('/');
+            if (colon >= 0 && (slash < 0 || colon < slash)) stored = "./" + stored; // QEMU would take "a:b" for a protocol
+        }
+        string format = options.BackingFormat ?? b.Format;
+        int nameBytes = Encoding.UTF8.GetByteCount(stored);
+        int nameOffset = BackingNameOffset(format, cs);
+        if (nameBytes > QcowReader.MaxBackingNameBytes || nameOffset + nameBytes > cs)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingNameTooLong",
+                $"Backing name '{stored}' is {nameBytes} bytes; qcow2 allows at most {Math.Min(QcowReader.MaxBackingNameBytes, cs - nameOffset)}.", full,
+                "Use -RelativeBackingPath or a shorter path.");
+
+        long backingSize = b.VirtualSize ?? 0;
+        long size = options.SizeBytes ?? backingSize;
+        if (size < 0) throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBadSize", $"Size {size} is negative.", size);
+        long rounded = (size + 511) / 512 * 512;
+        if (rounded != size) observer?.Verbose($"Size {size} rounded up to {rounded} bytes (512-byte sectors).");
+        long l2Coverage = (long)cs * (cs / 8);
+        if ((rounded + l2Coverage - 1) / l2Coverage > QcowReader.MaxL1Bytes / 8)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowSizeTooLarge", $"{rounded} bytes is too large for cluster size {cs}.", size, "Use a larger -ClusterSize.");
+        if (options.SizeBytes is not null && rounded < backingSize)
+            observer?.Warning($"'{full}': size {rounded} is smaller than the backing image's {backingSize} bytes; the guest will not see the end of the base disk.");
+
+        return new QcowOverlayPlan
+        {
+            Path = full,
+            BackingFile = stored,
+            BackingPath = QcowReader.ResolveBacking(full, stored),
+            BackingFormat = format,
+            VirtualSize = rounded,
+            ClusterSize = cs,
+            ReplacesExisting = exists,
+            Backing = backing,
+        };
+    }
+
+    /// <summary>QEMU writes the feature-name table only when the cluster is larger than 4 KiB (it would crowd the header).</summary>
+    static bool WritesFeatureTable(int clusterSize) => clusterSize > 4096;
+
+    static int BackingNameOffset(string format, int clusterSize) =>
+        HeaderLength + 8 + Pad8(Encoding.UTF8.GetByteCount(format)) + (WritesFeatureTable(clusterSize) ? 8 + FeatureTable.Length : 0) + 8;
+
+    static int Pad8(int n) => (n + 7) & ~7;
+
+    static readonly byte[] FeatureTable = BuildFeatureTable();
+
+    static byte[] BuildFeatureTable()
+    {
+        var t = new byte[QcowReader.DefaultFeatureNames.Length * 48];
+        for (int i = 0; i < QcowReader.DefaultFeatureNames.Length; i++)
+        {
+            var (type, bit, name) = QcowReader.DefaultFeatureNames[i];
+            t[i * 48] = (byte)type;
+            t[i * 48 + 1] = (byte)bit;
+            Encoding.ASCII.GetBytes(name, t.AsSpan(i * 48 + 2));
+        }
+        return t;
+    }
+
+    /// <summary>The bytes of an empty overlay: the pieces to write at their offsets, and the file length.</summary>
+    internal static (List<(long Offset, byte[] Data)> Writes, long Length) Layout(QcowOverlayPlan plan)
+    {
+        int cs = plan.ClusterSize;
+        int clusterBits = System.Numerics.BitOperations.Log2((uint)cs);
+        long l2Coverage = (long)cs * (cs / 8);
+        long l1Entries = (plan.VirtualSize + l2Coverage - 1) / l2Coverage;
+        long l1Bytes = l1Entries * 8;
+        long l1Clusters = (l1Bytes + cs - 1) / cs;
+        long perBlock = cs / 2; // 16-bit refcounts
+        long used = 3 + l1Clusters;
+        // Refcount block 0 sits at cluster 2. When the L1 table outgrows what it describes (4 KiB clusters, > 1 TiB),
+        // QEMU allocates further blocks while it sets the L1 clusters' refcounts in order, each at the next free cluster;
+        // a block landing in a range without a block first allocates that range's block. Reproduce that order exactly.
+        var blockAt = new List<long> { 2 };
+        long next = used;
+        void Ensure(long b)
+        {
+            while (blockAt.Count <= b) blockAt.Add(0);
+            if (blockAt[(int)b] != 0) return;
+            long f = next++;
+            if (f / perBlock != b) Ensure(f / perBlock);
+            blockAt[(int)b] = f;
+        }
+        for (long b = 1; b <= (used - 1) / perBlock; b++) Ensure(b);
+        long blocks = blockAt.Count;
+        long total = next;
+
+        // Cluster 0: header, extensions, backing name.
+        var fmt = Encoding.UTF8.GetBytes(plan.BackingFormat);
+        var name = Encoding.UTF8.GetBytes(plan.BackingFile);
+        int nameOffset = BackingNameOffset(plan.BackingFormat, cs);
+        var h = new byte[nameOffset + name.Length];
+        var s = h.AsSpan();
+        BinaryPrimitives.WriteUInt32BigEndian(s, QcowReader.QcowMagic);
+        BinaryPrimitives.WriteUInt32BigEndian(s[4..], 3);
+        BinaryPrimitives.WriteUInt64BigEndian(s[8..], (ulong)nameOffset);
+        BinaryPrimitives.WriteUInt32BigEndian(s[16..], (uint)name.Length);
+        BinaryPrimitives.WriteUInt32BigEndian(s[20..], (uint)clusterBits);
+        BinaryPrimitives.WriteUInt64BigEndian(s[24..], (ulong)plan.VirtualSize);
+        BinaryPrimitives.WriteUInt32BigEndian(s[36..], (uint)l1Entries);
+        BinaryPrimitives.WriteUInt64BigEndian(s[40..], l1Entries > 0 ? 3UL * (ulong)cs : 0);
+        BinaryPrimitives.WriteUInt64BigEndian(s[48..], (ulong)cs);
+        BinaryPrimitives.WriteUInt32BigEndian(s[56..], 1);
+        BinaryPrimitives.WriteUInt32BigEndian(s[96..], 4);
+        BinaryPrimitives.WriteUInt32BigEndian(s[100..], HeaderLength);
+        int o = HeaderLength;
+        BinaryPrimitives.WriteUInt32BigEndian(s[o..], QcowReader.ExtBackingFormat);
+        BinaryPrimitives.WriteUInt32BigEndian(s[(o + 4)..], (uint)fmt.Length);
+        fmt.CopyTo(s[(o + 8)..]);
+        o += 8 + Pad8(fmt.Length);
+        if (WritesFeatureTable(cs))
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(s[o..], QcowReader.ExtFeatureTable);
+            BinaryPrimitives.WriteUInt32BigEndian(s[(o + 4)..], (uint)FeatureTable.Length);
+            FeatureTable.CopyTo(s[(o + 8)..]);
+            o += 8 + FeatureTable.Length;
+        }
+        o += 8; // end-of-extensions marker: eight zero bytes
+        name.CopyTo(s[o..]);
+
+        // Refcount table (cluster 1): refcount block 0 at cluster 2, further blocks (only for huge L1 tables) after the L1 table.
+        var refTable = new byte[blocks * 8];
+        for (long k = 0; k < blocks; k++)
+            BinaryPrimitives.WriteUInt64BigEndian(refTable.AsSpan((int)(k * 8)), (ulong)(blockAt[(int)k] * cs));
+        if (refTable.Length > cs)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowSizeTooLarge", $"{plan.VirtualSize} bytes needs more than one refcount table cluster.", plan.VirtualSize);
+
+        var writes = new List<(long, byte[])> { (0, h), (cs, refTable) };
+        for (long k = 0; k < blocks; k++)
+        {
+            long first = k * perBlock, count = Math.Min(perBlock, total - first);
+            var block = new byte[count * 2];
+            for (long i = 0; i < count; i++) block[i * 2 + 1] = 1;
+            writes.Add((blockAt[(int)k] * cs, block));
+        }
+        long length = blocks > 1 ? total * cs : l1Entries > 0 ? 3L * cs + l1Bytes : 3L * cs;
+        return (writes, length);
+    }
+
+    /// <summary>Writes the overlay (temporary name, fsync, rename) and returns it as Get-QcowImage would report it.</summary>
+    public static QcowImage Apply(QcowOverlayPlan plan, IOperationObserver? observer = null, bool syncDirectory = true)
+    {
+        var (writes, length) = Layout(plan);
+        string dir = System.IO.Path.GetDirectoryName(plan.Path) ?? "/";
+        string tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(plan.Path)}.{Guid.NewGuid():N}.kvmoc-tmp");
+        bool renamed = false;
+        try
+        {
+            using (var h = File.OpenHandle(tmp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None))
+            {
+                foreach (var (offset, data) in writes) RandomAccess.Write(h, data, offset);
+                RandomAccess.SetLength(h, length);
+                QcowNative.Fsync(h);
+            }
+            if (plan.ReplacesExisting)
+            {
+                // Re-check right before the rename: a guest may have started since the plan was made.
+                if (QcowNative.IsLocked(plan.Path))
+                    throw new KvmOcException(ErrorKind.ResourceBusy, "QcowImageInUse", $"'{plan.Path}' is in use by a running QEMU (its image lock is held).", plan.Path,
+                        "Stop the guest that uses it first; -Force never replaces an image in use.");
+                File.Move(tmp, plan.Path, overwrite: true);
+            }
+            else
+            {
+                RenameNoReplace(tmp, plan.Path);
+            }
+            renamed = true;
+            if (syncDirectory) QcowNative.FsyncDirectory(dir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
+        {
+            throw KvmOcException.FromIo(e, "QcowOverlayWriteFailed", $"Cannot write overlay '{plan.Path}'", plan.Path);
+        }
+        finally
+        {
+            if (!renamed) try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+        observer?.Verbose($"Created {plan.Path}: qcow2 v3, {plan.VirtualSize} bytes, backing '{plan.BackingFile}' ({plan.BackingFormat})");
+        var b = plan.Backing.Image;
+        return new QcowImage
+        {
+            Path = plan.Path,
+            Format = "qcow2",
+            Version = 3,
+            VirtualSize = plan.VirtualSize,
+            ClusterSize = plan.ClusterSize,
+            FileSize = QcowNative.Stat(plan.Path)?.Allocated ?? 0,
+            BackingFile = plan.BackingFile,
+            BackingPath = plan.BackingPath,
+            BackingFormat = plan.BackingFormat,
+            BackingChain = b.BackingChain.Prepend(b.Path).ToArray(),
+            RefcountBits = 16,
+        };
+    }
+
+    /// <summary>Flushes the directory entries of renamed overlays (once per folder for a batch).</summary>
+    public static void SyncDirectories(IEnumerable<string> dirs)
+    {
+        foreach (var d in dirs) QcowNative.FsyncDirectory(d);
+    }
+
+    /// <summary>Creates many overlays on one backing image: the backing is read once, directories are synced once.</summary>
+    public static IEnumerable<QcowImage> CreateMany(IEnumerable<string> paths, string backingPath, QcowOverlayOptions options, IOperationObserver? observer = null,
+        Action<KvmOcException>? onError = null)
+    {
+        var backing = OpenBacking(backingPath, options.BackingFormat, observer);
+        var dirs = new HashSet<string>(StringComparer.Ordinal);
+        var results = new List<QcowImage>();
+        foreach (var p in paths)
+        {
+            try
+            {
+                var plan = Plan(p, backing, options, observer);
+                results.Add(Apply(plan, observer, syncDirectory: false));
+                dirs.Add(System.IO.Path.GetDirectoryName(plan.Path) ?? "/");
+            }
+            catch (KvmOcException e) when (onError is not null)
+            {
+                onError(e);
+            }
+        }
+        SyncDirectories(dirs);
+        return results;
+    }
+
+
+    [DllImport("libc", SetLastError = true)] static extern int renameat2(int olddirfd, string oldpath, int newdirfd, string newpath, uint flags);
+
+    /// <summary>Atomic rename that fails (EEXIST) if the target appeared meanwhile.</summary>
+    static void RenameNoReplace(string from, string to)
+    {
+        const int AT_FDCWD = -100;
+        if (renameat2(AT_FDCWD, from, AT_FDCWD, to, 1 /* RENAME_NOREPLACE */) == 0) return;
+        int errno = Marshal.GetLastPInvokeError();
+        if (errno == Errno.EEXIST)
+            throw new KvmOcException(ErrorKind.ResourceExists, "QcowOverlayExists", $"'{to}' already exists.", to, "Use -Force to replace it.");
+        if (errno == Errno.EINVAL || errno == 38 /* ENOSYS */)
+        {
+            File.Move(from, to, overwrite: false);
+            return;
+        }
+        throw new System.ComponentModel.Win32Exception(errno);
+    }
+}

@@ -1,0 +1,105 @@
+using System.Management.Automation;
+using KvmOvercommit.Engine.Qcow;
+
+namespace KvmOvercommit.Commands;
+
+/// <summary>Creates thin qcow2 overlays on a base image, natively and safely (what `qemu-img create -f qcow2 -b base -F fmt` does).</summary>
+/// <remarks>
+/// Writes qcow2 v3 overlays with the backing-format header extension, byte for byte what qemu-img 7.2 writes for the
+/// same inputs. The backing image is read once (read-only) for all overlays of a pipeline. Each overlay is written
+/// under a temporary name, flushed and renamed, so a crash never leaves a half-written file under the final name.
+/// An existing file is refused unless -Force, and an image a running QEMU holds is never replaced. An overlay can never
+/// be its own backing file or close a loop. Returns the new image as Get-QcowImage reports it.
+/// </remarks>
+/// <example>
+/// <code>1..30 | ForEach-Object { "win7-$_.qcow2" } | New-QcowOverlay -BackingPath win7-base.qcow2</code>
+/// <para>Thirty thin disks on one base image, as the blog's loop of qemu-img calls does, in one process.</para>
+/// </example>
+/// <example>
+/// <code>New-QcowOverlay guests/web1.qcow2 -BackingPath base.raw -BackingFormat raw -SizeBytes 20GB -RelativeBackingPath</code>
+/// <para>A 20 GiB overlay on a raw base, storing the backing path relative to the overlay's folder so the set can move.</para>
+/// </example>
+/// <example>
+/// <code>New-QcowOverlay win7-1.qcow2 -BackingPath win7-base.qcow2 -Force -WhatIf</code>
+/// <para>Shows what would be replaced; writes nothing.</para>
+/// </example>
+[Cmdlet(VerbsCommon.New, "QcowOverlay", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(QcowImage))]
+public sealed class NewQcowOverlayCommand : KvmCmdlet
+{
+    readonly HashSet<string> _dirs = new(StringComparer.Ordinal);
+    QcowBacking? _backing;
+    string? _backingKey;
+
+    /// <summary>Overlay files to create (from the pipeline by value).</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
+    public string[] Path { get; set; } = Array.Empty<string>();
+
+    /// <summary>The backing (base) image; opened read-only.</summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    [Alias("ParentPath")]
+    public string BackingPath { get; set; } = "";
+
+    /// <summary>The backing image's format (qcow2, raw); probed from the file's magic when omitted.</summary>
+    [Parameter]
+    public string? BackingFormat { get; set; }
+
+    /// <summary>Virtual size in bytes; the backing image's virtual size when omitted (smaller gives a warning).</summary>
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long? SizeBytes { get; set; }
+
+    /// <summary>Store the backing path relative to the overlay's folder (default: absolute), so a set can be moved together.</summary>
+    [Parameter]
+    public SwitchParameter RelativeBackingPath { get; set; }
+
+    /// <summary>Cluster size in bytes, a power of two from 4096 to 2097152 (default 65536).</summary>
+    [Parameter]
+    [ValidateRange(4096, 2097152)]
+    public int? ClusterSize { get; set; }
+
+    /// <summary>Replace existing files (asks first unless -Confirm:$false); an image in use by QEMU is never replaced.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    /// <inheritdoc />
+    protected override void ProcessRecord()
+    {
+        var options = new QcowOverlayOptions
+        {
+            BackingFormat = BackingFormat,
+            SizeBytes = SizeBytes,
+            RelativeBackingPath = RelativeBackingPath,
+            ClusterSize = ClusterSize,
+            Force = Force,
+        };
+        string backingPath = ResolvePath(BackingPath);
+        Invoke(() =>
+        {
+            string key = backingPath + "\0" + BackingFormat;
+            if (_backing is null || _backingKey != key)
+            {
+                _backing = QcowOverlayWriter.OpenBacking(backingPath, BackingFormat, SyncObserver);
+                _backingKey = key;
+            }
+        }, terminating: true);
+        foreach (var p in Path)
+        {
+            string target = ResolvePath(p);
+            Invoke(() =>
+            {
+                var plan = QcowOverlayWriter.Plan(target, _backing!, options, SyncObserver);
+                if (!ShouldProcess(plan.Path, plan.Action)) return;
+                if (plan.ReplacesExisting && !ConfirmedOff() &&
+                    !ShouldContinue($"'{plan.Path}' exists; replacing it loses its contents.", "Replace existing image")) return;
+                WriteObject(QcowOverlayWriter.Apply(plan, SyncObserver, syncDirectory: false));
+                _dirs.Add(System.IO.Path.GetDirectoryName(plan.Path) ?? "/");
+            });
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void EndProcessing() => QcowOverlayWriter.SyncDirectories(_dirs);
+
+    bool ConfirmedOff() => MyInvocation.BoundParameters.TryGetValue("Confirm", out var v) && v is SwitchParameter s && !s.IsPresent;
+}

@@ -334,6 +334,44 @@ public sealed class QemuCommandLine
         }
     }
 
+    /// <summary>The serial console log: <c>-serial file:PATH</c>, or a <c>-chardev file,path=PATH</c> used by -serial chardev:ID; null otherwise.</summary>
+    public string? SerialLog
+    {
+        get
+        {
+            foreach (var v in Values("serial"))
+            {
+                if (v.StartsWith("file:", StringComparison.Ordinal)) return v.Substring(5);
+                if (v.StartsWith("chardev:", StringComparison.Ordinal))
+                {
+                    var id = v.Substring(8);
+                    foreach (var c in Values("chardev"))
+                    {
+                        var cp = QemuOptionString.Parse(c, "backend");
+                        if (QemuOptionString.Get(cp, "backend") == "file" && QemuOptionString.Get(cp, "id") == id) return QemuOptionString.Get(cp, "path");
+                    }
+                }
+            }
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The guest's run directory: the folder that holds both its QMP socket and its pid file (how Start-KvmGuest lays
+    /// out a guest); null for guests started otherwise.
+    /// </summary>
+    public string? RunDirectory
+    {
+        get
+        {
+            var qmp = QmpSocket;
+            var pid = PidFile;
+            if (qmp is null || pid is null) return null;
+            var dir = Path.GetDirectoryName(qmp);
+            return !string.IsNullOrEmpty(dir) && dir == Path.GetDirectoryName(pid) ? dir : null;
+        }
+    }
+
     /// <summary>-pidfile PATH, or null.</summary>
     public string? PidFile => Last("pidfile");
 

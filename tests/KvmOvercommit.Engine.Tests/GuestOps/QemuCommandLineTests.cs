@@ -147,6 +147,21 @@ public class QemuCommandLineTests
     }
 
     [Fact]
+    public void RunDirectoryAndSerialLogOfAStartedGuest()
+    {
+        var cl = QemuCommandLine.Parse(new[]
+        {
+            "qemu-system-x86_64", "-name", "guest=web,,1", "-qmp", "unix:/run/kvmoc/web,,1/qmp.sock,server=on,wait=off",
+            "-pidfile", "/run/kvmoc/web,1/qemu.pid", "-serial", "file:/run/kvmoc/web,1/serial.log", "-daemonize",
+        });
+        Assert.Equal("web,1", cl.Name);
+        Assert.Equal("/run/kvmoc/web,1", cl.RunDirectory);
+        Assert.Equal("/run/kvmoc/web,1/serial.log", cl.SerialLog);
+        Assert.Null(Parse("qemu-system-x86_64 -qmp unix:/a/q.sock,server=on -pidfile /b/pid").RunDirectory);
+        Assert.Equal("/l/s.log", Parse("qemu-system-x86_64 -chardev file,id=s0,path=/l/s.log -serial chardev:s0").SerialLog);
+    }
+
+    [Fact]
     public void FlagsDoNotSwallowTheNextOption()
     {
         var cl = Parse("qemu-system-x86_64 -nodefaults -daemonize -S -name x -snapshot -m 32");

@@ -25,7 +25,7 @@ public class QemuProcessScannerTests
         Assert.Equal(new[] { 10001, 10002, 10003 }, guests.Select(g => g.Id));
         var g2 = guests[1];
         Assert.Equal("win7-2", g2.Name);
-        Assert.Equal(4048 * Units.MiB, g2.MemoryBytes);
+        Assert.Equal(4048L, g2.MemoryMB);
         Assert.Equal(2, g2.CpuCount);
         Assert.Equal(2, g2.VncDisplay);
         Assert.Equal("kvm", g2.Accelerator);

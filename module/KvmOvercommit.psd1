@@ -11,6 +11,10 @@
     FormatsToProcess     = @('KvmOvercommit.format.ps1xml')
     TypesToProcess       = @('KvmOvercommit.types.ps1xml')
     CmdletsToExport      = @(
+        'Get-KvmGuest'
+        'Get-KvmGuestMemory'
+        'Measure-KvmGuestIops'
+        'Set-KvmGuestMemory'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

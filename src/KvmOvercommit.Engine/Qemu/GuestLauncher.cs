@@ -143,15 +143,16 @@ public static class GuestLauncher
         if (Encoding.UTF8.GetByteCount(qmp) > 107)
             throw new KvmOcException(ErrorKind.InvalidArgument, "RunDirectoryTooLong", $"The QMP socket path '{qmp}' is longer than a unix socket allows (107 bytes).", qmp, "Give a shorter -RunDirectory or -Name.");
 
-        var running = QemuProcessScan.Scan(roots).ToList();
+        var scanner = new QemuProcessScanner(roots);
+        var running = scanner.Scan();
         var byName = running.FirstOrDefault(p => p.Name == name);
         if (byName is not null)
-            throw new KvmOcException(ErrorKind.ResourceExists, "GuestNameTaken", $"A guest named '{name}' is already running (pid {byName.Pid}).", name, "Choose another -Name, or Stop-KvmGuest it first.");
+            throw new KvmOcException(ErrorKind.ResourceExists, "GuestNameTaken", $"A guest named '{name}' is already running (pid {byName.Id}).", name, "Choose another -Name, or Stop-KvmGuest it first.");
         bool stale = false;
         if (Directory.Exists(runDir))
         {
             var pid = ReadPid(Path.Combine(runDir, PidFileName));
-            if (pid is not null && QemuProcessScan.Read(roots, pid.Value) is not null)
+            if (pid is not null && scanner.Read(pid.Value) is not null)
                 throw new KvmOcException(ErrorKind.ResourceExists, "GuestNameTaken", $"The run directory '{runDir}' belongs to a running QEMU (pid {pid}).", name, "Choose another -Name, or Stop-KvmGuest it first.");
             stale = true;
         }
@@ -176,8 +177,8 @@ public static class GuestLauncher
 
         var args = new List<string>
         {
-            "-name", "guest=" + QemuCommandLine.Escape(name),
-            "-machine", QemuCommandLine.Escape(o.MachineType),
+            "-name", "guest=" + QemuOptionString.Escape(name),
+            "-machine", QemuOptionString.Escape(o.MachineType),
             "-accel", accel,
             "-m", o.MemoryMB.ToString(CultureInfo.InvariantCulture),
             "-smp", o.CpuCount.ToString(CultureInfo.InvariantCulture),
@@ -186,21 +187,21 @@ public static class GuestLauncher
         if (accel == "kvm") args.AddRange(new[] { "-cpu", "host" });
         args.AddRange(new[]
         {
-            "-qmp", $"unix:{QemuCommandLine.Escape(qmp)},server=on,wait=off",
+            "-qmp", $"unix:{QemuOptionString.Escape(qmp)},server=on,wait=off",
             "-pidfile", Path.Combine(runDir, PidFileName),
             "-serial", "file:" + Path.Combine(runDir, SerialFile),
             "-display", "none",
         });
         if (vnc is not null) args.AddRange(new[] { "-vnc", $"{o.VncAddress}:{vnc}" });
         if (disk is not null)
-            args.AddRange(new[] { "-drive", $"file={QemuCommandLine.Escape(disk)},format={DiskFormat(disk)},if=virtio" });
+            args.AddRange(new[] { "-drive", $"file={QemuOptionString.Escape(disk)},format={DiskFormat(disk)},if=virtio" });
         switch (o.Network)
         {
             case GuestNetwork.User:
                 args.AddRange(new[] { "-netdev", "user,id=net0", "-device", $"virtio-net-pci,netdev=net0,mac={mac},romfile=" });
                 break;
             case GuestNetwork.Tap:
-                args.AddRange(new[] { "-netdev", o.Bridge is null ? "tap,id=net0" : "bridge,id=net0,br=" + QemuCommandLine.Escape(o.Bridge), "-device", $"virtio-net-pci,netdev=net0,mac={mac},romfile=" });
+                args.AddRange(new[] { "-netdev", o.Bridge is null ? "tap,id=net0" : "bridge,id=net0,br=" + QemuOptionString.Escape(o.Bridge), "-device", $"virtio-net-pci,netdev=net0,mac={mac},romfile=" });
                 break;
         }
         if (o.Balloon) args.AddRange(new[] { "-device", "virtio-balloon-pci,id=balloon0" });
@@ -276,8 +277,7 @@ public static class GuestLauncher
                 throw StartFailure(plan, r.Message);
             if (pid is null)
                 throw new KvmOcException(ErrorKind.InvalidOperation, "GuestStartFailed", $"QEMU exited for guest '{plan.Name}' without writing its pid file: {r.Message}", plan.Name);
-            var start = QemuProcessScan.StartTicks(roots, pid.Value);
-            await using var qmp = await QmpClient.ConnectAsync(plan.QmpSocket, plan.StartTimeout, ct).ConfigureAwait(false);
+                        await using var qmp = await QmpClient.ConnectAsync(plan.QmpSocket, plan.StartTimeout, ct).ConfigureAwait(false);
             var status = await qmp.ExecuteAsync("query-status", null, ct).ConfigureAwait(false);
             var guest = new KvmGuest
             {
@@ -289,7 +289,7 @@ public static class GuestLauncher
                 VncDisplay = plan.VncDisplay,
                 QmpSocket = plan.QmpSocket,
                 Accelerator = plan.Accelerator,
-                StartTime = QemuProcessScan.StartTime(roots, start) ?? DateTimeOffset.UtcNow,
+                StartTime = new QemuProcessScanner(roots).Read(pid.Value)?.StartTime ?? DateTimeOffset.UtcNow,
                 RunDirectory = plan.RunDirectory,
                 State = status.TryGetProperty("status", out var s) ? s.GetString() : null,
                 SerialLog = plan.SerialLog,
@@ -355,7 +355,7 @@ public static class GuestLauncher
         return "tcg";
     }
 
-    static HashSet<int> TakenVncDisplays(IEnumerable<QemuProcessInfo> running, HostRoots roots)
+    static HashSet<int> TakenVncDisplays(IEnumerable<KvmGuest> running, HostRoots roots)
     {
         var taken = running.Where(p => p.VncDisplay is not null).Select(p => p.VncDisplay!.Value).ToHashSet();
         foreach (var f in new[] { "tcp", "tcp6" })
@@ -423,9 +423,9 @@ public static class GuestLauncher
 
     internal static void Kill(HostRoots roots, int pid)
     {
-        if (QemuProcessScan.Read(roots, pid) is null) return;
+        if (new QemuProcessScanner(roots).Read(pid) is null) return;
         kill(pid, 9);
-        for (int i = 0; i < 100 && QemuProcessScan.IsAlive(roots, pid, null); i++) Thread.Sleep(20);
+        for (int i = 0; i < 100 && ProcessLiveness.IsAlive(roots, pid, null); i++) Thread.Sleep(20);
     }
 
     [DllImport("libc")] static extern uint geteuid();

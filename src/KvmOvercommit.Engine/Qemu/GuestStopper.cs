@@ -47,12 +47,7 @@ public static class GuestStopper
     {
         roots ??= HostRoots.Default;
         var patterns = namePatterns?.ToList();
-        var found = new List<KvmGuest>();
-        foreach (var p in QemuProcessScan.Scan(roots))
-        {
-            if (p.Name is null || !Wildcard.MatchesAny(patterns, p.Name)) continue;
-            found.Add(ToGuest(p, roots));
-        }
+        var found = new QemuProcessScanner(roots).Scan().Where(g => Wildcard.MatchesAny(patterns, g.Name)).ToList();
         var root = runRoot ?? GuestLauncher.DefaultRunRoot;
         if (Directory.Exists(root))
         {
@@ -67,24 +62,6 @@ public static class GuestStopper
         return found.OrderBy(g => g.Name, StringComparer.Ordinal).ToList();
     }
 
-    static KvmGuest ToGuest(QemuProcessInfo p, HostRoots roots)
-    {
-        var pidFile = QemuCommandLine.Values(p.Argv, "-pidfile").LastOrDefault();
-        var runDir = pidFile is null ? null : Path.GetDirectoryName(pidFile);
-        if (runDir is not null && !File.Exists(Path.Combine(runDir, GuestLauncher.CommandLineFile))) runDir = null;
-        var start = QemuProcessScan.StartTime(roots, p.StartTicks);
-        return new KvmGuest
-        {
-            Name = p.Name ?? "",
-            Id = p.Pid,
-            QmpSocket = p.QmpSocket,
-            VncDisplay = p.VncDisplay,
-            RunDirectory = runDir,
-            StartTime = start,
-            Uptime = start is null ? null : DateTimeOffset.UtcNow - start,
-        };
-    }
-
     /// <summary>What stopping will do, for ShouldProcess.</summary>
     public static string Describe(KvmGuest guest, GuestStopOptions o) =>
         (o.TurnOff ? "Turn off (QMP quit)" : $"ACPI power down, QMP quit after {o.Timeout.TotalSeconds:0} s")
@@ -96,10 +73,11 @@ public static class GuestStopper
     {
         roots ??= HostRoots.Default;
         var sw = Stopwatch.StartNew();
-        var proc = guest.Id > 0 ? QemuProcessScan.Read(roots, guest.Id) : null;
+        var scanner = new QemuProcessScanner(roots);
+        var proc = guest.Id > 0 ? scanner.Read(guest.Id) : null;
         if (proc is not null && proc.Name != guest.Name) proc = null; // pid reused by another QEMU
         if (proc is null && guest.Id == 0)
-            proc = QemuProcessScan.Scan(roots).FirstOrDefault(p => p.Name == guest.Name);
+            proc = scanner.Scan().FirstOrDefault(p => p.Name == guest.Name);
         var result = Clone(guest);
         if (proc is null)
         {
@@ -112,9 +90,9 @@ public static class GuestStopper
             }
             throw new KvmOcException(ErrorKind.NotFound, "GuestNotRunning", $"Guest '{guest.Name}' is not running.", guest.Name, "Get-KvmGuest lists the guests that run.");
         }
-        int pid = proc.Pid;
-        var ticks = proc.StartTicks;
-        var runDir = guest.RunDirectory ?? ToGuest(proc, roots).RunDirectory;
+        int pid = proc.Id;
+        var ticks = ProcessLiveness.StartTicks(roots, pid);
+        var runDir = guest.RunDirectory ?? proc.RunDirectory;
         var socket = guest.QmpSocket ?? proc.QmpSocket;
         GuestStopMethod method;
 
@@ -152,7 +130,7 @@ public static class GuestStopper
             else
             {
                 observer.Verbose($"Guest '{guest.Name}' (pid {pid}): SIGTERM");
-                if (QemuProcessScan.IsAlive(roots, pid, ticks)) GuestLauncher.kill(pid, 15);
+                if (ProcessLiveness.IsAlive(roots, pid, ticks)) GuestLauncher.kill(pid, 15);
                 method = GuestStopMethod.Terminate;
             }
             if (!await WaitForExitAsync(roots, pid, ticks, o.QuitTimeout, guest.Name, observer, ct).ConfigureAwait(false))
@@ -161,7 +139,7 @@ public static class GuestStopper
                     throw new KvmOcException(ErrorKind.Timeout, "GuestStopTimeout", $"Guest '{guest.Name}' (pid {pid}) is still running {o.QuitTimeout.TotalSeconds:0} s after {(method == GuestStopMethod.Quit ? "QMP quit" : "SIGTERM")}.", guest.Name,
                         "Stop-KvmGuest -Force kills it (SIGKILL).");
                 observer.Verbose($"Guest '{guest.Name}' (pid {pid}): SIGKILL");
-                if (QemuProcessScan.IsAlive(roots, pid, ticks)) GuestLauncher.kill(pid, 9);
+                if (ProcessLiveness.IsAlive(roots, pid, ticks)) GuestLauncher.kill(pid, 9);
                 method = GuestStopMethod.Kill;
                 if (!await WaitForExitAsync(roots, pid, ticks, TimeSpan.FromSeconds(10), guest.Name, observer, ct).ConfigureAwait(false))
                     throw new KvmOcException(ErrorKind.Timeout, "GuestStopTimeout", $"Guest '{guest.Name}' (pid {pid}) survived SIGKILL (uninterruptible sleep?).", guest.Name);
@@ -183,7 +161,7 @@ public static class GuestStopper
     {
         var sw = Stopwatch.StartNew();
         var lastReport = TimeSpan.Zero;
-        while (QemuProcessScan.IsAlive(roots, pid, ticks))
+        while (ProcessLiveness.IsAlive(roots, pid, ticks))
         {
             if (sw.Elapsed >= timeout) return false;
             if (sw.Elapsed - lastReport >= TimeSpan.FromSeconds(1))

@@ -84,13 +84,13 @@ sealed class GuestFixture : IDisposable
     }
 
     /// <summary>QEMU processes that carry one of this fixture's names.</summary>
-    public List<QemuProcessInfo> Running() => QemuProcessScan.Scan(HostRoots.Default).Where(p => p.Name is not null && _names.Contains(p.Name)).ToList();
+    public List<KvmGuest> Running() => new QemuProcessScanner().Scan().Where(p => _names.Contains(p.Name)).ToList();
 
     public void Dispose()
     {
         foreach (var p in Running())
         {
-            GuestLauncher.kill(p.Pid, 9);
+            GuestLauncher.kill(p.Id, 9);
         }
         var sw = Stopwatch.StartNew();
         while (Running().Count > 0 && sw.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(50);

@@ -6,43 +6,6 @@ using Xunit.Abstractions;
 
 namespace KvmOvercommit.Engine.Tests.Guests;
 
-public class QemuCommandLineTests
-{
-    [Theory]
-    [InlineData("plain", "plain")]
-    [InlineData("a,b", "a,,b")]
-    [InlineData(",,", ",,,,")]
-    [InlineData("with space 'q\" ", "with space 'q\" ")]
-    public void Escape_Doubles_Commas_And_Parse_Reads_Them_Back(string raw, string escaped)
-    {
-        Assert.Equal(escaped, QemuCommandLine.Escape(raw));
-        Assert.Equal(raw, QemuCommandLine.Parse("file=" + escaped + ",if=virtio")["file"]);
-    }
-
-    [Fact]
-    public void Parse_Handles_Implied_Keys_And_Flags()
-    {
-        var d = QemuCommandLine.Parse("web,,1,debug-threads=on", "guest");
-        Assert.Equal("web,1", d["guest"]);
-        Assert.Equal("on", d["debug-threads"]);
-        Assert.Equal("on", QemuCommandLine.Parse("a=1,readonly")["readonly"]);
-    }
-
-    [Fact]
-    public void Reads_Name_Qmp_And_Vnc_From_A_Command_Line()
-    {
-        var argv = new[] { "qemu-system-x86_64", "-name", "guest=x,,y", "-qmp", "unix:/r/a,,b/qmp.sock,server=on,wait=off", "-vnc", "127.0.0.1:7" };
-        Assert.Equal("x,y", QemuCommandLine.GuestName(argv));
-        Assert.Equal("/r/a,b/qmp.sock", QemuCommandLine.QmpSocket(argv));
-        Assert.Equal(7, QemuCommandLine.VncDisplay(argv));
-        var blog = new[] { "/usr/bin/kvm", "-M", "pc-1.0", "-name", "win7-3", "-vnc", ":3", "-chardev", "socket,id=m,path=/tmp/m.sock,server=on", "-mon", "chardev=m,mode=control" };
-        Assert.Equal("win7-3", QemuCommandLine.GuestName(blog));
-        Assert.Equal(3, QemuCommandLine.VncDisplay(blog));
-        Assert.Equal("/tmp/m.sock", QemuCommandLine.QmpSocket(blog));
-        Assert.Null(QemuCommandLine.VncDisplay(new[] { "qemu", "-vnc", "none" }));
-    }
-}
-
 public class GuestLaunchPlanTests
 {
     static GuestStartOptions Opts(TempDir d, string disk) => new() { DiskPath = disk, Accelerator = GuestAccelerator.Tcg, RunDirectory = d.File("run"), MemoryMB = 4048, CpuCount = 2 };
@@ -221,7 +184,7 @@ public class GuestLifecycleTests(ITestOutputHelper output)
             KernelArguments = "quiet", Network = GuestNetwork.User, RunDirectory = o.RunDirectory, NoVnc = true,
         });
         Assert.Equal(plan.Name, g.Name);
-        Assert.Equal(plan.Name, QemuProcessScan.Read(HostRoots.Default, g.Id)!.Name);
+        Assert.Equal(plan.Name, new QemuProcessScanner().Read(g.Id)!.Name);
         await GuestFixture.WaitForSerialAsync(g, "KVMOC-READY");
         var found = Assert.Single(GuestStopper.Find(new[] { "vm `\"x`\", 'y'" }, o.RunDirectory));
         Assert.Equal(g.Id, found.Id);
@@ -229,7 +192,7 @@ public class GuestLifecycleTests(ITestOutputHelper output)
         Assert.Equal(g.QmpSocket, found.QmpSocket);
         var (_, method) = await GuestStopper.StopAsync(found, new GuestStopOptions { TurnOff = true }, NullObserver.Instance);
         Assert.Equal(GuestStopMethod.Quit, method);
-        Assert.False(QemuProcessScan.IsAlive(HostRoots.Default, g.Id, null));
+        Assert.False(ProcessLiveness.IsAlive(HostRoots.Default, g.Id, null));
         Assert.False(Directory.Exists(g.RunDirectory));
         Assert.True(File.Exists(overlay));
     }

@@ -13,9 +13,16 @@
     CmdletsToExport      = @(
         'Get-KsmProcess'
         'Get-KsmStat'
+        'Get-KvmGuest'
+        'Get-KvmGuestMemory'
+        'Get-KvmTinyGuest'
         'Get-QcowImage'
+        'Measure-KvmGuestIops'
         'New-QcowOverlay'
         'Set-KsmTuning'
+        'Set-KvmGuestMemory'
+        'Start-KvmGuest'
+        'Stop-KvmGuest'
         'Watch-KsmStat'
     )
     FunctionsToExport    = @()

@@ -1,0 +1,129 @@
+using System.Globalization;
+
+namespace KvmOvercommit.Engine.HostInfo;
+
+/// <summary>The arithmetic of Get-OvercommitReport, on explicit inputs (so it is testable and explainable).</summary>
+public static class OvercommitCalculator
+{
+    /// <summary>Red Hat's guidance: up to 5 vCPUs per logical CPU for single-vCPU guests.</summary>
+    public const double VcpuGuidance = 5;
+
+    static string Mib(long bytes) => Units.ToMiB(bytes).ToString("0.##", CultureInfo.InvariantCulture) + " MiB";
+    static string N(double d) => d.ToString("0.###", CultureInfo.InvariantCulture);
+
+    /// <summary>Computes the report.</summary>
+    public static OvercommitReport Compute(OvercommitInputs inp)
+    {
+        if (inp.HeadroomPercent is < 0 or >= 100 || double.IsNaN(inp.HeadroomPercent))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "InvalidHeadroom", $"HeadroomPercent must be from 0 to below 100 (got {inp.HeadroomPercent}).", inp.HeadroomPercent);
+        var ex = new List<string>();
+        var guests = inp.Guests;
+        var r = new OvercommitReport
+        {
+            HostName = inp.HostName,
+            Timestamp = DateTimeOffset.UtcNow,
+            GuestCount = guests.Count,
+            LogicalCpus = inp.LogicalCpus,
+            MemoryTotalBytes = inp.MemoryTotalBytes,
+            MemoryAvailableBytes = inp.MemoryAvailableBytes,
+            KsmSavedBytes = inp.KsmSavedBytes,
+            HeadroomPercent = inp.HeadroomPercent,
+            CurrentIops = inp.CurrentIops,
+            Guests = guests.ToArray(),
+            VcpuGuidanceMax = VcpuGuidance,
+        };
+
+        // CPU
+        r.GuestVcpus = guests.Sum(g => g.Vcpus);
+        r.MultiVcpuGuests = guests.Count(g => g.Vcpus > 1);
+        r.VcpuRatio = inp.LogicalCpus > 0 ? Math.Round((double)r.GuestVcpus / inp.LogicalCpus, 3) : 0;
+        r.VcpuAboveGuidance = r.VcpuRatio > VcpuGuidance;
+        ex.Add($"VcpuRatio = guest vCPUs / host logical CPUs = {r.GuestVcpus} / {inp.LogicalCpus} = {N(r.VcpuRatio)}"
+            + $" ({(r.VcpuAboveGuidance ? "above" : "within")} the {N(VcpuGuidance)}:1 guidance for single-vCPU guests, at most {N(VcpuGuidance * inp.LogicalCpus)} vCPUs"
+            + (r.MultiVcpuGuests > 0 ? $"; {r.MultiVcpuGuests} guest(s) have more than one vCPU, where the guidance is lower)" : ")"));
+
+        // Memory
+        r.GuestMemoryBytes = guests.Sum(g => g.MemoryBytes);
+        r.MemoryRatio = inp.MemoryTotalBytes > 0 ? Math.Round((double)r.GuestMemoryBytes / inp.MemoryTotalBytes, 3) : 0;
+        ex.Add($"MemoryRatio = guest memory / host memory = {Mib(r.GuestMemoryBytes)} / {Mib(inp.MemoryTotalBytes)} = {N(r.MemoryRatio)}");
+        r.GuestResidentBytes = guests.Sum(g => g.RssBytes ?? 0);
+        long ksm = inp.KsmSavedBytes ?? 0;
+        r.EffectiveResidentBytes = Math.Max(0, r.GuestResidentBytes - (guests.Count > 0 ? ksm : 0));
+        r.EffectiveMemoryRatio = inp.MemoryTotalBytes > 0 ? Math.Round((double)r.EffectiveResidentBytes / inp.MemoryTotalBytes, 3) : 0;
+        ex.Add(guests.Count == 0
+            ? "EffectiveMemoryRatio = 0: no guests are running."
+            : $"EffectiveMemoryRatio = (guest resident − KSM saved) / host memory = ({Mib(r.GuestResidentBytes)} − {Mib(ksm)}) / {Mib(inp.MemoryTotalBytes)} = {N(r.EffectiveMemoryRatio)}"
+              + (inp.KsmSavedBytes is null ? " (this kernel has no KSM)" : " (KSM's saving is host-wide; other mergeable processes count in it too)"));
+
+        // Capacity
+        r.HeadroomBytes = (long)Math.Round(inp.MemoryTotalBytes * inp.HeadroomPercent / 100.0);
+        long spare = inp.MemoryAvailableBytes - r.HeadroomBytes;
+        var withRss = guests.Where(g => g.RssBytes is not null).ToList();
+        if (withRss.Count == 0)
+        {
+            ex.Add(guests.Count == 0
+                ? $"EstimatedAdditionalGuests: unknown — no guests are running, so there is no average guest to size. Memory free for guests: available − headroom = {Mib(inp.MemoryAvailableBytes)} − {N(inp.HeadroomPercent)}% of {Mib(inp.MemoryTotalBytes)} ({Mib(r.HeadroomBytes)}) = {Mib(Math.Max(0, spare))}."
+                : "EstimatedAdditionalGuests: unknown — no guest's resident memory could be read (run as root).");
+        }
+        else
+        {
+            long unique;
+            if (withRss.All(g => g.KsmMergingPages is not null))
+            {
+                long total = withRss.Sum(g => Math.Max(0, g.RssBytes!.Value - g.KsmMergingPages!.Value * inp.PageSize));
+                unique = total / withRss.Count;
+                ex.Add($"Unique resident per guest = average of (RSS − KSM-merged pages × {inp.PageSize}) over {withRss.Count} guest(s) = {Mib(total)} / {withRss.Count} = {Mib(unique)}");
+            }
+            else
+            {
+                long total = Math.Max(0, withRss.Sum(g => g.RssBytes!.Value) - ksm);
+                unique = total / withRss.Count;
+                ex.Add($"Unique resident per guest = (sum of RSS − KSM saved) / guests = ({Mib(withRss.Sum(g => g.RssBytes!.Value))} − {Mib(ksm)}) / {withRss.Count} = {Mib(unique)} (per-guest KSM counts are not available on this kernel)");
+            }
+            r.UniqueResidentPerGuestBytes = unique;
+            if (unique <= 0)
+                ex.Add("EstimatedAdditionalGuests: unknown — the guests hold no unique resident memory yet (just started, or everything is merged).");
+            else
+            {
+                r.EstimatedAdditionalGuests = (int)Math.Max(0, Math.Floor((double)spare / unique));
+                ex.Add($"EstimatedAdditionalGuests = floor((available − headroom) / unique per guest) = floor(({Mib(inp.MemoryAvailableBytes)} − {N(inp.HeadroomPercent)}% of {Mib(inp.MemoryTotalBytes)} = {Mib(r.HeadroomBytes)}) / {Mib(unique)}) = {r.EstimatedAdditionalGuests}");
+            }
+        }
+
+        // Disk
+        var groups = new Dictionary<string, (int Count, long Virtual, Dictionary<string, long> Alloc)>(StringComparer.Ordinal);
+        foreach (var disk in guests.SelectMany(g => g.Disks))
+        {
+            if (!inp.DiskImages.TryGetValue(disk, out var img)) continue;
+            var bottom = img.BackingChain.Length > 0 ? img.BackingChain[^1].Path : img.Path;
+            if (!groups.TryGetValue(bottom, out var grp)) grp = (0, 0, new Dictionary<string, long>(StringComparer.Ordinal));
+            grp.Count++;
+            grp.Virtual += img.VirtualSizeBytes;
+            grp.Alloc[img.Path] = img.AllocatedBytes;
+            foreach (var b in img.BackingChain) grp.Alloc[b.Path] = b.AllocatedBytes;
+            groups[bottom] = grp;
+        }
+        r.DiskRatios = groups.OrderBy(g => g.Key, StringComparer.Ordinal).Select(g =>
+        {
+            long alloc = g.Value.Alloc.Values.Sum();
+            return new DiskRatio { BaseImage = g.Key, DiskCount = g.Value.Count, VirtualBytes = g.Value.Virtual, AllocatedBytes = alloc, Ratio = alloc > 0 ? Math.Round((double)g.Value.Virtual / alloc, 3) : 0 };
+        }).ToArray();
+        foreach (var d in r.DiskRatios)
+            ex.Add($"DiskRatio for {d.BaseImage}: {d.DiskCount} disk(s), virtual {Mib(d.VirtualBytes)} / allocated {Mib(d.AllocatedBytes)} (overlays + base once) = {N(d.Ratio)}");
+        long allV = r.DiskRatios.Sum(d => d.VirtualBytes), allA = r.DiskRatios.Sum(d => d.AllocatedBytes);
+        r.DiskRatio = r.DiskRatios.Length == 0 ? (guests.Count == 0 ? 0 : null) : allA > 0 ? Math.Round((double)allV / allA, 3) : 0;
+        if (r.DiskRatios.Length == 0)
+            ex.Add(guests.Count == 0 ? "DiskRatio = 0: no guest disks." : "DiskRatio: unknown — the guests' disk images could not be inspected.");
+        else
+            ex.Add($"DiskRatio = all virtual / all allocated = {Mib(allV)} / {Mib(allA)} = {N(r.DiskRatio ?? 0)}");
+
+        // IOPS
+        if (inp.CurrentIops is not null)
+        {
+            r.IopsPerGuest = guests.Count > 0 ? Math.Round(inp.CurrentIops.Value / guests.Count, 2) : null;
+            ex.Add($"CurrentIops = {N(inp.CurrentIops.Value)} over the host's whole disks" + (r.IopsPerGuest is null ? "" : $" = {N(r.IopsPerGuest.Value)} per guest; IOPS cannot be overcommitted, compare with what the disks can sustain"));
+        }
+        r.Explanation = ex.ToArray();
+        return r;
+    }
+}

@@ -127,7 +127,7 @@ public static class AnsibleInventoryWriter
             byName[name] = (e, name, address, order);
         }
         foreach (var (name, lost) in dropped)
-            observer.Verbose($"Host '{name}' has {lost.Count + 1} leases; the latest wins: {byName[name].Address} (dropped {string.Join(", ", lost)}).");
+            observer.Verbose($"Host '{byName[name].Name}' has {lost.Count + 1} leases; the latest wins: {byName[name].Address} (dropped {string.Join(", ", lost)}).");
 
         var hosts = new List<Host>();
         foreach (var (entry, name, address, _) in byName.Values)

@@ -100,6 +100,16 @@ Describe 'ConvertTo-AnsibleInventory' {
         $ini | Should -Not -Match '10.0.0.1'
     }
 
+    It 'binds Expiry as remoting delivers it (a string or a Deserialized.System.DateTimeOffset)' {
+        $xml = Join-Path $TestDrive 'leases.clixml'
+        Get-DnsmasqLease -Path $script:leaseFile -WarningAction SilentlyContinue | Export-Clixml -LiteralPath $xml
+        $ini = Import-Clixml -LiteralPath $xml | ConvertTo-AnsibleInventory -ErrorAction Stop
+        $ini | Should -Match 'win7-02 ansible_host=192.168.122.11'
+        $later = [pscustomobject]@{ Name = 'win7-01'; IPAddress = '192.168.122.99'; Expiry = '2030-01-01T00:00:00Z' }
+        $ini = @(Get-DnsmasqLease -Path $script:leaseFile -WarningAction SilentlyContinue) + $later | ConvertTo-AnsibleInventory -ErrorAction Stop
+        $ini | Should -Match 'win7-01 ansible_host=192.168.122.99'
+    }
+
     It 'is read back by ansible-inventory' -Skip:(-not (Get-Command ansible-inventory -ErrorAction SilentlyContinue)) {
         $file = Join-Path $TestDrive 'inventory.ini'
         Get-DnsmasqLease -Path $script:leaseFile -WarningAction SilentlyContinue |

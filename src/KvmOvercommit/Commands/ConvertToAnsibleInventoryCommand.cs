@@ -52,6 +52,7 @@ public sealed class ConvertToAnsibleInventoryCommand : KvmCmdlet
     /// <summary>When the host's lease expires; when several entries have the same name, the latest lease wins.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [AllowNull]
+    [DateTimeOffsetTransformation]
     public DateTimeOffset? Expiry { get; set; }
 
     /// <summary>Ini (an inventory file) or Json (what a dynamic-inventory script prints for --list).</summary>

@@ -55,7 +55,7 @@ public class AnsibleInventoryCheckTests
         using var t = new TempDir("kvmoc-ansible");
         var json = t.Write("inventory.json", Inventory(InventoryFormat.Json));
         var script = t.Write("inventory.sh", $"#!/bin/sh\n# a dynamic inventory: --list prints everything (with _meta, so --host is never asked)\ncat '{json}'\n");
-        File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         AssertAnsibleSees(RunAnsibleInventory(tool, t, script, "script"));
     }
 

@@ -11,6 +11,8 @@
     FormatsToProcess     = @('KvmOvercommit.format.ps1xml')
     TypesToProcess       = @('KvmOvercommit.types.ps1xml')
     CmdletsToExport      = @(
+        'ConvertTo-AnsibleInventory'
+        'Get-DnsmasqLease'
         'Get-KsmProcess'
         'Get-KsmStat'
         'Get-KvmGuest'

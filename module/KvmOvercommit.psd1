@@ -11,6 +11,10 @@
     FormatsToProcess     = @('KvmOvercommit.format.ps1xml')
     TypesToProcess       = @('KvmOvercommit.types.ps1xml')
     CmdletsToExport      = @(
+        'Get-KsmProcess'
+        'Get-KsmStat'
+        'Set-KsmTuning'
+        'Watch-KsmStat'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -35,9 +35,12 @@ public sealed class KsmSettingsSnapshot
     /// If KSM was stopped with nothing merged at capture time and pages are merged now, unmerges (run=2, then 0) so
     /// the counters are as they were. Returns the settings that still differ afterwards (empty when exact).
     /// </summary>
-    public List<string> Restore(IOperationObserver? observer = null)
+    public List<string> Restore(IOperationObserver? observer = null) => Restore(observer, null);
+
+    internal List<string> Restore(IOperationObserver? observer, Action<string, string>? writer)
     {
         var tuner = new KsmTuner(Roots, observer);
+        if (writer is not null) tuner.WriteFile = writer;
         var now = KsmStatReader.Read(Roots);
         if (Settings.Run == KsmRunState.Stopped && PagesSharedAtCapture == 0 && (now.PagesShared ?? 0) > 0)
             tuner.Set(new KsmTuning { Run = KsmRunState.Unmerging });

@@ -89,8 +89,8 @@ public sealed class KsmTuning
         return r;
     }
 
-    /// <summary>True when no knob is set.</summary>
-    public bool IsEmpty => Knobs.All(k => k.Get(this) is null);
+    /// <summary>True when no knob is set (a method, so it is not part of the data).</summary>
+    public bool IsEmpty() => Knobs.All(k => k.Get(this) is null);
 
     /// <summary>Knobs whose values differ between two tunings (both values shown), for tests and verification.</summary>
     public List<string> Differences(KsmTuning other) => Knobs
@@ -129,5 +129,18 @@ internal sealed record KsmKnobInfo(string File, string Property, Func<KsmTuning,
         long l => l.ToString(CultureInfo.InvariantCulture),
         string s => s.Trim(),
         _ => Convert.ToString(v, CultureInfo.InvariantCulture),
+    };
+}
+
+/// <summary>Parses the user's words for run: Stop/Stopped/0, Merge/Merging/1, Unmerge/Unmerging/2.</summary>
+public static class KsmRunStateParser
+{
+    /// <summary>The state a word names; InvalidArgument otherwise.</summary>
+    public static KsmRunState Parse(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "stop" or "stopped" or "0" => KsmRunState.Stopped,
+        "merge" or "merging" or "1" => KsmRunState.Merging,
+        "unmerge" or "unmerging" or "2" => KsmRunState.Unmerging,
+        _ => throw new KvmOcException(ErrorKind.InvalidArgument, "KsmInvalidValue", $"run = '{text}' is not valid: use Stop, Merge or Unmerge.", KsmKnob.Run),
     };
 }

@@ -16,6 +16,8 @@ public sealed class KsmAutoTuneDecision
 {
     /// <summary>Time since the tuner started.</summary>
     public TimeSpan Elapsed { get; set; }
+    /// <summary>Elapsed in seconds (for tables and logs).</summary>
+    public double Seconds => Math.Round(Elapsed.TotalSeconds, 2);
     /// <summary>The mode after this decision.</summary>
     public KsmAutoTuneMode Mode { get; set; }
     /// <summary>pages_to_scan to set.</summary>

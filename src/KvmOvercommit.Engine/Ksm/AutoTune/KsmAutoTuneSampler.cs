@@ -83,28 +83,13 @@ public sealed class KsmAutoTuneSampler
     /// <summary>utime + stime of the ksmd kernel thread in seconds, or null when there is no ksmd.</summary>
     public double? ReadKsmdCpuSeconds()
     {
-        if (_ksmdPid is int cached && KsmdCpu(cached) is double v) return v;
-        _ksmdPid = null;
-        foreach (var pid in KsmProcessReader.ProcessIds(_roots))
-        {
-            if (TryRead(_roots.Pid(pid, "comm"))?.Trim() != "ksmd") continue;
-            _ksmdPid = pid;
-            return KsmdCpu(pid);
-        }
-        return null;
+        if (_ksmdPid is int cached && KsmWatcher.ReadCpuTicks(_roots, cached) is long t) return t / UserHz;
+        _ksmdPid = KsmWatcher.FindKsmd(_roots);
+        return _ksmdPid is int pid && KsmWatcher.ReadCpuTicks(_roots, pid) is long t2 ? t2 / UserHz : null;
     }
 
-    double? KsmdCpu(int pid)
-    {
-        var stat = TryRead(_roots.Pid(pid, "stat"));
-        if (stat is null) return null;
-        int close = stat.LastIndexOf(')');
-        if (close < 0 || !stat.AsSpan(stat.IndexOf('(') + 1, close - stat.IndexOf('(') - 1).SequenceEqual("ksmd")) return null;
-        var f = stat[(close + 2)..].Split(' ');
-        // After "pid (comm) ": state is field 3, utime 14 and stime 15 → indexes 11 and 12 here.
-        if (f.Length < 13 || !long.TryParse(f[11], out var ut) || !long.TryParse(f[12], out var st)) return null;
-        return (ut + st) / 100.0; // USER_HZ is 100 on Linux
-    }
+    /// <summary>/proc reports CPU times in USER_HZ ticks, 100 per second on every Linux architecture.</summary>
+    const double UserHz = 100.0;
 
     /// <summary>A /proc file, or null when the process is gone or its file cannot be read (another user's, a kernel thread's).</summary>
     static string? TryRead(string path)

@@ -59,7 +59,7 @@ public static class KsmAutoTuner
         result.ExitSleepMilliseconds = exitSleep;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         double? cpu0 = sampler.ReadKsmdCpuSeconds();
-        var lastProgress = TimeSpan.MinValue;
+        var lastProgress = TimeSpan.FromSeconds(-10);
         KsmStat last = start;
         try
         {

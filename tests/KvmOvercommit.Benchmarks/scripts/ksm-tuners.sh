@@ -127,7 +127,8 @@ sample() {
 }
 
 trial() {
-  local name=$1 log="$log_dir/$name.samples" late_file="$work/$name.late" tuner_pid=""
+  local name=$1
+  local log="$log_dir/$name.samples" late_file="$work/$name.late" tuner_pid=""
   : > "$log"; : > "$late_file"
   stop_all
   put run 2; wait_unmerged

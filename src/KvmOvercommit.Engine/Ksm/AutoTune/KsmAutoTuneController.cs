@@ -173,8 +173,11 @@ public sealed class KsmAutoTuneController
     {
         double sleep = Math.Max(1, _p.BurstSleepMilliseconds);
         double wakeUpsPerPass = _p.BurstPassTime.TotalMilliseconds / sleep;
-        long pages = (long)Math.Ceiling(o.MergeablePages / Math.Max(1, wakeUpsPerPass));
-        _pages = Math.Clamp(pages, _p.MinBurstPagesToScan, _p.MaxPagesToScan);
+        long pages = Math.Clamp((long)Math.Ceiling(o.MergeablePages / Math.Max(1, wakeUpsPerPass)), _p.MinBurstPagesToScan, _p.MaxPagesToScan);
+        // Hysteresis: while bursting, follow the estimate only when it moves by more than a quarter (no write per tick).
+        bool bursting = Mode == KsmAutoTuneMode.Burst && _sleep == _p.BurstSleepMilliseconds && _pages > 0;
+        if (bursting && pages > _pages * 3 / 4 && pages < _pages * 5 / 4) return;
+        _pages = pages;
         _sleep = _p.BurstSleepMilliseconds;
     }
 

@@ -25,6 +25,9 @@ public sealed class KsmAutoTuneOptions
 /// </summary>
 public static class KsmAutoTuner
 {
+    /// <summary>How many decisions the result keeps (the most recent).</summary>
+    public const int MaxDecisionsKept = 1000;
+
     /// <summary>The plan for -WhatIf: what the tuner will change.</summary>
     public static string Describe(KsmAutoTuneOptions options) =>
         $"tune pages_to_scan and sleep_millisecs adaptively {(options.Duration is TimeSpan d ? $"for {d.TotalSeconds:0.#} s" : "until stopped")}, then leave at most {options.ExitPagesToScan} pages / {options.ExitSleepMilliseconds} ms";
@@ -40,7 +43,7 @@ public static class KsmAutoTuner
             throw new KvmOcException(ErrorKind.NotInstalled, "KsmNotAvailable", $"This kernel has no KSM: {roots.Ksm} does not exist.", roots.Ksm,
                 "Use a kernel built with CONFIG_KSM=y.");
         var controller = new KsmAutoTuneController(options.Policy);
-        var sampler = new KsmAutoTuneSampler(roots);
+        using var sampler = new KsmAutoTuneSampler(roots);
         var tuner = new KsmTuner(roots, observer);
         var start = KsmStatReader.Read(roots);
         if (start.AdvisorMode == "scan-time")
@@ -60,7 +63,8 @@ public static class KsmAutoTuner
         var clock = System.Diagnostics.Stopwatch.StartNew();
         double? cpu0 = sampler.ReadKsmdCpuSeconds();
         var lastProgress = TimeSpan.FromSeconds(-10);
-        KsmStat last = start;
+        (long Pages, long Sleep) current = (start.PagesToScan ?? 0, start.SleepMilliseconds ?? 0);
+        var lastCheck = TimeSpan.Zero;
         try
         {
             if (start.Run != KsmRunState.Merging)
@@ -70,20 +74,28 @@ public static class KsmAutoTuner
             }
             while (!ct.IsCancellationRequested)
             {
-                var obs = sampler.Read(out last);
+                var obs = sampler.Read();
                 var d = controller.Decide(obs);
-                if (d.Changed || last.PagesToScan != d.PagesToScan || last.SleepMilliseconds != d.SleepMilliseconds)
+                if (clock.Elapsed - lastCheck >= TimeSpan.FromSeconds(5))
                 {
-                    if (last.PagesToScan != d.PagesToScan || last.SleepMilliseconds != d.SleepMilliseconds)
-                        tuner.Set(new KsmTuning { PagesToScan = d.PagesToScan, SleepMilliseconds = d.SleepMilliseconds });
-                    if (d.Changed)
-                    {
-                        if (d.Mode == KsmAutoTuneMode.Burst && (result.Decisions.Count == 0 || result.Decisions[^1].Mode != KsmAutoTuneMode.Burst || d.Reason.StartsWith("wake", StringComparison.Ordinal)))
-                            result.Wakeups++;
-                        result.Decisions.Add(d);
-                        observer.Verbose(d.ToString());
-                        options.OnDecision?.Invoke(d);
-                    }
+                    // Someone else (an admin, ksmtuned) may have changed the knobs: look at the real values now and then.
+                    lastCheck = clock.Elapsed;
+                    var now = KsmStatReader.Read(roots);
+                    current = (now.PagesToScan ?? 0, now.SleepMilliseconds ?? 0);
+                }
+                if (current != (d.PagesToScan, d.SleepMilliseconds))
+                {
+                    tuner.Set(new KsmTuning { PagesToScan = d.PagesToScan, SleepMilliseconds = d.SleepMilliseconds });
+                    current = (d.PagesToScan, d.SleepMilliseconds);
+                }
+                if (d.Reason.StartsWith("wake", StringComparison.Ordinal)) result.Wakeups++;
+                if (d.Changed)
+                {
+                    // A service runs for months: keep the latest decisions only.
+                    if (result.Decisions.Count >= MaxDecisionsKept) result.Decisions.RemoveAt(0);
+                    result.Decisions.Add(d);
+                    observer.Verbose(d.ToString());
+                    options.OnDecision?.Invoke(d);
                 }
                 var elapsed = clock.Elapsed;
                 if (elapsed - lastProgress >= TimeSpan.FromSeconds(1))
@@ -92,7 +104,7 @@ public static class KsmAutoTuner
                     int pct = options.Duration is TimeSpan total ? (int)Math.Min(100, 100 * elapsed.TotalSeconds / total.TotalSeconds) : -1;
                     int left = options.Duration is TimeSpan t2 ? (int)Math.Max(0, (t2 - elapsed).TotalSeconds) : -1;
                     observer.Progress(new ProgressInfo("KSM adaptive tuning",
-                        $"{d.Mode}: {d.PagesToScan} pages / {d.SleepMilliseconds} ms, {Units.ToMiB((last.SavedBytes ?? 0))} MiB saved", pct, left));
+                        $"{d.Mode}: {d.PagesToScan} pages / {d.SleepMilliseconds} ms, {Units.ToMiB(obs.PagesSharing * Environment.SystemPageSize)} MiB saved", pct, left));
                 }
                 var wait = d.NextPoll;
                 if (options.Duration is TimeSpan limit)

@@ -21,6 +21,7 @@ public sealed class KsmCli : ICliCommandProvider
         ksm.Subcommands.Add(Watch(ctx));
         ksm.Subcommands.Add(Ps(ctx));
         ksm.Subcommands.Add(Workload(ctx));
+        ksm.Subcommands.Add(AutoTuneCli.Build(ctx));
         yield return ksm;
     }
 

@@ -1,0 +1,207 @@
+using System.Globalization;
+
+namespace KvmOvercommit.Engine.Ksm.AutoTune;
+
+/// <summary>
+/// The adaptive KSM policy, pure and deterministic: feed it one <see cref="KsmAutoTuneObservation"/> per tick and it
+/// answers with the pages_to_scan / sleep_millisecs to set and why. No I/O, no clock: tests drive it with synthetic
+/// sequences.
+/// </summary>
+/// <remarks>
+/// The policy: new mergeable memory (a new mergeable process, or the mergeable processes' resident memory growing)
+/// wakes it into <see cref="KsmAutoTuneMode.Burst"/>: a rate sized to finish one full pass over the mergeable pages in
+/// <see cref="KsmAutoTunePolicy.BurstPassTime"/>, capped at the aggressive 20000 pages / 20 ms. A new page merges on
+/// the second pass that sees it (the first only checksums it), so the first passes after a wake-up are not judged;
+/// after that, every completed pass is: while a pass merges pages the burst goes on, and once a pass merges
+/// (almost) nothing the rate steps down geometrically to the idle rate. In idle, merges found by the slow scan or new
+/// mergeable memory wake it again. Memory pressure (little MemAvailable) raises the floor.
+/// </remarks>
+public sealed class KsmAutoTuneController
+{
+    readonly KsmAutoTunePolicy _p;
+    KsmAutoTuneObservation? _prev;
+    HashSet<int> _knownPids = new();
+    long _baselineResident;
+    long _wakeFullScans, _judgeFullScans, _judgeMerged;
+    TimeSpan _lastStep;
+    long _pages, _sleep, _appliedPages, _appliedSleep;
+    bool _pressure;
+
+    /// <summary>A controller with the given (or the default) policy.</summary>
+    public KsmAutoTuneController(KsmAutoTunePolicy? policy = null)
+    {
+        _p = policy ?? new KsmAutoTunePolicy();
+        _p.Validate();
+    }
+
+    /// <summary>The current mode.</summary>
+    public KsmAutoTuneMode Mode { get; private set; } = KsmAutoTuneMode.Idle;
+
+    /// <summary>The policy in use.</summary>
+    public KsmAutoTunePolicy Policy => _p;
+
+    /// <summary>Takes one observation and decides the rate.</summary>
+    public KsmAutoTuneDecision Decide(KsmAutoTuneObservation o)
+    {
+        var oldMode = Mode;
+        string reason;
+        if (_prev is null)
+        {
+            _knownPids = new HashSet<int>(o.MergeableProcessIds);
+            _baselineResident = o.MergeableResidentPages;
+            reason = o.MergeablePages > 0
+                ? Wake(o, $"start: {o.MergeableProcessIds.Length} mergeable process(es), {MiB(o.MergeablePages)} MiB to scan")
+                : GoIdle(o, "start: no mergeable memory");
+        }
+        else
+        {
+            reason = Step(o);
+        }
+        var (pages, sleep) = ApplyPressure(o, ref reason);
+        _prev = o;
+        var decision = new KsmAutoTuneDecision
+        {
+            Elapsed = o.Elapsed,
+            Mode = Mode,
+            PagesToScan = pages,
+            SleepMilliseconds = sleep,
+            Changed = pages != _appliedPages || sleep != _appliedSleep || Mode != oldMode,
+            Reason = reason,
+            NextPoll = Mode == KsmAutoTuneMode.Idle ? _p.IdlePoll : _p.FastPoll,
+            PagesSharing = o.PagesSharing,
+        };
+        (_appliedPages, _appliedSleep) = (pages, sleep);
+        return decision;
+    }
+
+    string Step(KsmAutoTuneObservation o)
+    {
+        if (o.FullScans < _prev!.FullScans)
+        {
+            // run=2 resets the counters: start counting passes afresh.
+            _wakeFullScans = _judgeFullScans = o.FullScans;
+            _judgeMerged = o.MergedPages;
+        }
+        _judgeMerged = Math.Min(_judgeMerged, o.MergedPages); // pages unmerged (a process exited) are not negative yield
+        var newPids = o.MergeableProcessIds.Where(id => !_knownPids.Contains(id)).ToList();
+        _knownPids = new HashSet<int>(o.MergeableProcessIds);
+        _baselineResident = Math.Min(_baselineResident, o.MergeableResidentPages);
+        long growth = o.MergeableResidentPages - _baselineResident;
+
+        if (newPids.Count > 0)
+            return Wake(o, $"{newPids.Count} new mergeable process(es) (pid {string.Join(",", newPids.Take(8))}), {MiB(o.MergeablePages)} MiB to scan");
+        if (growth >= Math.Max(_p.MinGrowthPages, (long)(_p.GrowthFraction * _baselineResident)))
+            return Wake(o, $"mergeable memory grew by {MiB(growth)} MiB");
+
+        long threshold = YieldThreshold(o);
+        long merged = o.MergedPages - _judgeMerged;
+        bool passDone = o.FullScans > _judgeFullScans;
+        long passes = Math.Max(1, o.FullScans - _judgeFullScans);
+        switch (Mode)
+        {
+            case KsmAutoTuneMode.Burst:
+                if (o.FullScans - _wakeFullScans >= _p.PassesBeforeJudging && passDone)
+                {
+                    long perPass = merged / passes;
+                    Judge(o);
+                    if (perPass < threshold)
+                        return StepDown(o, $"a full pass merged {perPass} pages (< {threshold}): backing off");
+                    SetBurstRate(o);
+                    return $"bursting: a full pass merged {perPass} pages, keep scanning";
+                }
+                SetBurstRate(o);
+                return $"bursting: {o.FullScans - _wakeFullScans} of {_p.PassesBeforeJudging} passes before judging, {MiB(o.MergeablePages)} MiB to scan";
+            case KsmAutoTuneMode.Backoff:
+                if (merged >= threshold)
+                    return Wake(o, $"still merging while backing off ({merged} pages)");
+                if (passDone)
+                {
+                    Judge(o);
+                    return StepDown(o, $"a full pass merged {merged / passes} pages (< {threshold})");
+                }
+                if (o.Elapsed - _lastStep >= _p.BackoffStepTime)
+                    return StepDown(o, $"no merges for {(o.Elapsed - _lastStep).TotalSeconds:0.#} s");
+                return "backing off";
+            default:
+                if (merged >= threshold)
+                    return Wake(o, $"the idle scan found {merged} pages to merge");
+                if (passDone) Judge(o);
+                return "idle: converged, nothing new to merge";
+        }
+    }
+
+    string Wake(KsmAutoTuneObservation o, string why)
+    {
+        Mode = KsmAutoTuneMode.Burst;
+        _wakeFullScans = o.FullScans;
+        Judge(o);
+        _baselineResident = o.MergeableResidentPages;
+        SetBurstRate(o);
+        _lastStep = o.Elapsed;
+        return "wake: " + why;
+    }
+
+    string StepDown(KsmAutoTuneObservation o, string why)
+    {
+        _lastStep = o.Elapsed;
+        long next = (long)Math.Floor(_pages / _p.BackoffFactor);
+        if (Mode == KsmAutoTuneMode.Idle || next < _p.IdlePagesToScan || _sleep != _p.BurstSleepMilliseconds)
+            return GoIdle(o, why + "; idle");
+        Mode = KsmAutoTuneMode.Backoff;
+        _pages = next;
+        _sleep = _p.BurstSleepMilliseconds;
+        return why;
+    }
+
+    string GoIdle(KsmAutoTuneObservation o, string why)
+    {
+        Mode = KsmAutoTuneMode.Idle;
+        _pages = _p.IdlePagesToScan;
+        _sleep = _p.IdleSleepMilliseconds;
+        _baselineResident = o.MergeableResidentPages;
+        Judge(o);
+        return why;
+    }
+
+    void Judge(KsmAutoTuneObservation o)
+    {
+        _judgeFullScans = o.FullScans;
+        _judgeMerged = o.MergedPages;
+    }
+
+    void SetBurstRate(KsmAutoTuneObservation o)
+    {
+        double sleep = Math.Max(1, _p.BurstSleepMilliseconds);
+        double wakeUpsPerPass = _p.BurstPassTime.TotalMilliseconds / sleep;
+        long pages = Math.Clamp((long)Math.Ceiling(o.MergeablePages / Math.Max(1, wakeUpsPerPass)), _p.MinBurstPagesToScan, _p.MaxPagesToScan);
+        // Hysteresis: while bursting, follow the estimate only when it moves by more than a quarter (no write per tick).
+        bool bursting = Mode == KsmAutoTuneMode.Burst && _sleep == _p.BurstSleepMilliseconds && _pages > 0;
+        if (bursting && pages > _pages * 3 / 4 && pages < _pages * 5 / 4) return;
+        _pages = pages;
+        _sleep = _p.BurstSleepMilliseconds;
+    }
+
+    /// <summary>The rate to apply: the policy's, raised to the pressure floor when memory is short.</summary>
+    (long Pages, long Sleep) ApplyPressure(KsmAutoTuneObservation o, ref string reason)
+    {
+        bool pressure = o.MemTotalBytes > 0 && o.MemAvailableBytes < _p.PressureFraction * o.MemTotalBytes;
+        var rate = (_pages, _sleep);
+        if (pressure && Rate(_pages, _sleep) < Rate(_p.PressurePagesToScan, _p.PressureSleepMilliseconds))
+        {
+            rate = (_p.PressurePagesToScan, _p.PressureSleepMilliseconds);
+            reason += $"; memory pressure ({100.0 * o.MemAvailableBytes / o.MemTotalBytes:0.#}% available): floor {rate.Item1}/{rate.Item2} ms";
+        }
+        else if (pressure != _pressure)
+        {
+            reason += pressure ? "; memory pressure, rate already above the floor" : "; memory pressure over";
+        }
+        _pressure = pressure;
+        return rate;
+    }
+
+    long YieldThreshold(KsmAutoTuneObservation o) => Math.Max(_p.MinYieldPages, (long)(_p.YieldFraction * o.MergeablePages));
+
+    static double Rate(long pages, long sleep) => pages / (double)Math.Max(1, sleep);
+
+    static string MiB(long pages) => (pages * (double)Environment.SystemPageSize / Units.MiB).ToString("0.#", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,60 @@
+namespace KvmOvercommit.Engine.Ksm.AutoTune;
+
+/// <summary>The knobs of the adaptive policy. The defaults are the ones measured in the README's benchmark.</summary>
+public sealed class KsmAutoTunePolicy
+{
+    /// <summary>Most pages per wake-up while bursting (the blog's aggressive setting).</summary>
+    public long MaxPagesToScan { get; set; } = 20000;
+    /// <summary>Fewest pages per wake-up while bursting.</summary>
+    public long MinBurstPagesToScan { get; set; } = 1000;
+    /// <summary>sleep_millisecs while bursting.</summary>
+    public long BurstSleepMilliseconds { get; set; } = 20;
+    /// <summary>How long one full pass over the mergeable memory should take while bursting.</summary>
+    public TimeSpan BurstPassTime { get; set; } = TimeSpan.FromMilliseconds(250);
+    /// <summary>pages_to_scan when idle.</summary>
+    public long IdlePagesToScan { get; set; } = 100;
+    /// <summary>sleep_millisecs when idle.</summary>
+    public long IdleSleepMilliseconds { get; set; } = 200;
+    /// <summary>Full passes after a wake-up before a pass is judged (the first pass only checksums new pages).</summary>
+    public int PassesBeforeJudging { get; set; } = 2;
+    /// <summary>A pass merging fewer pages than this fraction of the mergeable pages counts as "yields nothing".</summary>
+    public double YieldFraction { get; set; } = 0.002;
+    /// <summary>…and never fewer than this many pages.</summary>
+    public long MinYieldPages { get; set; } = 64;
+    /// <summary>Each low-yield step divides the scan rate by this.</summary>
+    public double BackoffFactor { get; set; } = 8;
+    /// <summary>Step down at least this often while backing off, even when a pass at the lower rate has not completed.</summary>
+    public TimeSpan BackoffStepTime { get; set; } = TimeSpan.FromSeconds(2);
+    /// <summary>Mergeable resident memory growing by this fraction (and by MinGrowthPages) wakes the tuner.</summary>
+    public double GrowthFraction { get; set; } = 0.05;
+    /// <summary>Fewest pages of growth that wake the tuner (4096 = 16 MiB).</summary>
+    public long MinGrowthPages { get; set; } = 4096;
+    /// <summary>MemAvailable / MemTotal below this is memory pressure: the floor rises to the pressure rate.</summary>
+    public double PressureFraction { get; set; } = 0.10;
+    /// <summary>pages_to_scan floor under memory pressure.</summary>
+    public long PressurePagesToScan { get; set; } = 1000;
+    /// <summary>sleep_millisecs floor under memory pressure.</summary>
+    public long PressureSleepMilliseconds { get; set; } = 20;
+    /// <summary>Poll interval while bursting or backing off.</summary>
+    public TimeSpan FastPoll { get; set; } = TimeSpan.FromMilliseconds(100);
+    /// <summary>Poll interval when idle (reading every process's ksm_stat costs about a millisecond).</summary>
+    public TimeSpan IdlePoll { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Rejects values the controller cannot work with.</summary>
+    public void Validate()
+    {
+        static void Check(bool ok, string name, object value)
+        {
+            if (!ok) throw new KvmOcException(ErrorKind.InvalidArgument, "KsmAutoTuneInvalidPolicy", $"Invalid adaptive tuner setting {name} = {value}.", name);
+        }
+        Check(MaxPagesToScan >= 1, nameof(MaxPagesToScan), MaxPagesToScan);
+        Check(MinBurstPagesToScan >= 1 && MinBurstPagesToScan <= MaxPagesToScan, nameof(MinBurstPagesToScan), MinBurstPagesToScan);
+        Check(BurstSleepMilliseconds >= 0, nameof(BurstSleepMilliseconds), BurstSleepMilliseconds);
+        Check(IdlePagesToScan >= 1 && IdlePagesToScan <= MaxPagesToScan, nameof(IdlePagesToScan), IdlePagesToScan);
+        Check(IdleSleepMilliseconds >= 0, nameof(IdleSleepMilliseconds), IdleSleepMilliseconds);
+        Check(BurstPassTime > TimeSpan.Zero, nameof(BurstPassTime), BurstPassTime);
+        Check(BackoffFactor > 1, nameof(BackoffFactor), BackoffFactor);
+        Check(PassesBeforeJudging >= 1, nameof(PassesBeforeJudging), PassesBeforeJudging);
+        Check(FastPoll > TimeSpan.Zero && IdlePoll > TimeSpan.Zero, nameof(FastPoll), FastPoll);
+    }
+}

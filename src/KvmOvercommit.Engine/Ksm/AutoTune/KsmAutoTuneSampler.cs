@@ -1,0 +1,208 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace KvmOvercommit.Engine.Ksm.AutoTune;
+
+/// <summary>
+/// Reads one <see cref="KsmAutoTuneObservation"/> from the kernel as cheaply as polling four to ten times a second
+/// needs: the KSM counters through file handles kept open (sysfs re-generates a file on every read at offset 0),
+/// /proc/&lt;pid&gt;/ksm_stat of the processes that matter (mergeable ones every tick; new ones every tick for their
+/// first seconds, when QEMU or a workload madvises; all others every few seconds), statm of the mergeable ones,
+/// /proc/meminfo and ksmd's /proc/&lt;pid&gt;/stat. Nothing is parsed into strings on the hot path.
+/// </summary>
+public sealed class KsmAutoTuneSampler : IDisposable
+{
+    static readonly string[] Counters = { "pages_shared", "pages_sharing", "pages_unshared", "pages_volatile", "full_scans", "pages_scanned" };
+
+    readonly HostRoots _roots;
+    readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+    readonly SafeFileHandle?[] _counters = new SafeFileHandle?[Counters.Length];
+    readonly Dictionary<int, Tracked> _procs = new();
+    readonly byte[] _buf = new byte[8192];
+    int? _ksmdPid;
+    bool _first = true;
+
+    sealed class Tracked
+    {
+        public TimeSpan FirstSeen, LastChecked;
+        public bool Mergeable;
+        public long RmapItems;
+    }
+
+    /// <summary>A sampler over the given (or the real) kernel files.</summary>
+    public KsmAutoTuneSampler(HostRoots? roots = null)
+    {
+        _roots = roots ?? HostRoots.Default;
+        for (int i = 0; i < Counters.Length; i++)
+        {
+            try { _counters[i] = File.OpenHandle(Path.Combine(_roots.Ksm, Counters[i])); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { _counters[i] = null; }
+        }
+    }
+
+    /// <summary>Non-mergeable processes younger than this are re-checked every tick (they may madvise any moment).</summary>
+    public TimeSpan YoungProcessAge { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Older non-mergeable processes are re-checked this often.</summary>
+    public TimeSpan RecheckInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Takes a reading. Elapsed is measured from the sampler's creation.</summary>
+    public KsmAutoTuneObservation Read()
+    {
+        var now = _clock.Elapsed;
+        var o = new KsmAutoTuneObservation
+        {
+            Elapsed = now,
+            PagesShared = Counter(0) ?? 0,
+            PagesSharing = Counter(1) ?? 0,
+            PagesUnshared = Counter(2) ?? 0,
+            PagesVolatile = Counter(3) ?? 0,
+            FullScans = Counter(4) ?? 0,
+            PagesScanned = Counter(5),
+        };
+        ReadProcesses(o, now);
+        ReadMemInfo(o);
+        o.KsmdCpuSeconds = ReadKsmdCpuSeconds();
+        return o;
+    }
+
+    long? Counter(int i)
+    {
+        var h = _counters[i];
+        if (h is null) return null;
+        try
+        {
+            int n = RandomAccess.Read(h, _buf, 0);
+            int pos = 0;
+            return ParseLong(_buf.AsSpan(0, n), ref pos);
+        }
+        catch (IOException) { return null; }
+    }
+
+    void ReadProcesses(KsmAutoTuneObservation o, TimeSpan now)
+    {
+        var alive = new HashSet<int>();
+        var ids = new List<int>();
+        long rmap = 0, resident = 0;
+        foreach (var pid in KsmProcessReader.ProcessIds(_roots))
+        {
+            alive.Add(pid);
+            if (!_procs.TryGetValue(pid, out var t))
+            {
+                // Processes already running at the first reading are not "new": only later arrivals get the fast re-checks.
+                _procs[pid] = t = new Tracked { FirstSeen = _first ? TimeSpan.MinValue / 2 : now, LastChecked = TimeSpan.MinValue };
+            }
+            bool check = t.Mergeable || t.LastChecked == TimeSpan.MinValue || now - t.FirstSeen < YoungProcessAge || now - t.LastChecked >= RecheckInterval;
+            if (check)
+            {
+                t.LastChecked = now;
+                if (!ReadKsmStat(pid, t)) { alive.Remove(pid); continue; }
+            }
+            rmap += t.RmapItems;
+            if (!t.Mergeable) continue;
+            ids.Add(pid);
+            resident += ReadResidentPages(pid) ?? 0;
+        }
+        foreach (var gone in _procs.Keys.Where(k => !alive.Contains(k)).ToList()) _procs.Remove(gone);
+        _first = false;
+        ids.Sort();
+        o.MergeableProcessIds = ids.ToArray();
+        o.RmapItems = rmap;
+        o.MergeableResidentPages = resident;
+    }
+
+    /// <summary>Parses ksm_rmap_items, ksm_mergeable and ksm_merge_any ("key value" or "key: value" lines).</summary>
+    bool ReadKsmStat(int pid, Tracked t)
+    {
+        int n = ReadFile(_roots.Pid(pid, "ksm_stat"));
+        if (n < 0) return false;
+        var span = _buf.AsSpan(0, n);
+        bool? mergeable = null, mergeAny = null;
+        long rmap = 0;
+        while (span.Length > 0)
+        {
+            int nl = span.IndexOf((byte)'\n');
+            var line = nl < 0 ? span : span[..nl];
+            span = nl < 0 ? default : span[(nl + 1)..];
+            int sep = line.IndexOfAny((byte)' ', (byte)':');
+            if (sep <= 0) continue;
+            var key = line[..sep];
+            var value = line[(sep + 1)..].TrimStart((byte)':').Trim((byte)' ');
+            if (key.SequenceEqual("ksm_rmap_items"u8)) { int p = 0; rmap = ParseLong(value, ref p) ?? 0; }
+            else if (key.SequenceEqual("ksm_mergeable"u8)) mergeable = value.SequenceEqual("yes"u8) || value.SequenceEqual("1"u8);
+            else if (key.SequenceEqual("ksm_merge_any"u8)) mergeAny = value.SequenceEqual("yes"u8) || value.SequenceEqual("1"u8);
+        }
+        t.RmapItems = rmap;
+        // Kernels before 6.4 lack ksm_mergeable: a process ksmd tracks is mergeable.
+        t.Mergeable = mergeable == true || mergeAny == true || (mergeable is null && rmap > 0);
+        return true;
+    }
+
+    long? ReadResidentPages(int pid)
+    {
+        int n = ReadFile(_roots.Pid(pid, "statm"));
+        if (n < 0) return null;
+        var span = _buf.AsSpan(0, n);
+        int pos = 0;
+        ParseLong(span, ref pos);          // size
+        return ParseLong(span, ref pos);   // resident
+    }
+
+    void ReadMemInfo(KsmAutoTuneObservation o)
+    {
+        int n = ReadFile(_roots.ProcFile("meminfo"));
+        if (n < 0) return;
+        var span = _buf.AsSpan(0, n);
+        int found = 0;
+        while (span.Length > 0 && found < 2)
+        {
+            int nl = span.IndexOf((byte)'\n');
+            var line = nl < 0 ? span : span[..nl];
+            span = nl < 0 ? default : span[(nl + 1)..];
+            int pos = line.IndexOf((byte)':') + 1;
+            if (pos <= 0) continue;
+            if (line.StartsWith("MemTotal:"u8)) { o.MemTotalBytes = (ParseLong(line, ref pos) ?? 0) * 1024; found++; }
+            else if (line.StartsWith("MemAvailable:"u8)) { o.MemAvailableBytes = (ParseLong(line, ref pos) ?? 0) * 1024; found++; }
+        }
+    }
+
+    /// <summary>utime + stime of the ksmd kernel thread in seconds, or null when there is no ksmd.</summary>
+    public double? ReadKsmdCpuSeconds()
+    {
+        if (_ksmdPid is int cached && KsmWatcher.ReadCpuTicks(_roots, cached) is long t) return t / UserHz;
+        _ksmdPid = KsmWatcher.FindKsmd(_roots);
+        return _ksmdPid is int pid && KsmWatcher.ReadCpuTicks(_roots, pid) is long t2 ? t2 / UserHz : null;
+    }
+
+    /// <summary>/proc reports CPU times in USER_HZ ticks, 100 per second on every Linux architecture.</summary>
+    const double UserHz = 100.0;
+
+    /// <summary>Reads a small /proc file into the buffer; -1 when the process is gone or the file unreadable.</summary>
+    int ReadFile(string path)
+    {
+        try
+        {
+            using var h = File.OpenHandle(path);
+            return RandomAccess.Read(h, _buf, 0);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return -1;
+        }
+    }
+
+    /// <summary>Skips non-digits from <paramref name="pos"/>, parses the digits there; null when there are none.</summary>
+    internal static long? ParseLong(ReadOnlySpan<byte> s, ref int pos)
+    {
+        while (pos < s.Length && (s[pos] < (byte)'0' || s[pos] > (byte)'9')) pos++;
+        if (pos >= s.Length) return null;
+        long v = 0;
+        while (pos < s.Length && s[pos] >= (byte)'0' && s[pos] <= (byte)'9') v = v * 10 + (s[pos++] - (byte)'0');
+        return v;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var h in _counters) h?.Dispose();
+    }
+}

@@ -1,0 +1,322 @@
+using KvmOvercommit.Engine.Ksm.AutoTune;
+
+namespace KvmOvercommit.Engine.Tests.AutoTune;
+
+/// <summary>
+/// The adaptive policy on synthetic observation sequences: a simulated ksmd that scans at the rate the controller
+/// chose, checksums new pages on the first pass and merges them on the second.
+/// </summary>
+public class KsmAutoTuneControllerTests
+{
+    const long Guest = 16384; // 64 MiB of 4 KiB pages
+
+    /// <summary>A toy kernel: processes with mergeable pages; ksmd passes over them at the chosen rate.</summary>
+    sealed class FakeKsm
+    {
+        public readonly Dictionary<int, long> Procs = new();
+        readonly HashSet<int> _seen = new(), _merged = new();
+        double _scanned;
+        public long FullScans, Sharing, Shared, Unshared;
+        public long Volatile { get; set; }
+        public long MemTotal = 16L << 30, MemAvailable = 12L << 30;
+        public TimeSpan Now;
+        public bool Mergeable = true; // false: memory that never merges (all unique)
+
+        long Total => Procs.Values.Sum();
+
+        /// <summary>Advances time; ksmd scans pages/sleep for that long.</summary>
+        public void Advance(TimeSpan dt, long pages, long sleep)
+        {
+            Now += dt;
+            if (Total == 0) return;
+            _scanned += dt.TotalMilliseconds / Math.Max(1, sleep) * pages;
+            while (_scanned >= Total)
+            {
+                _scanned -= Total;
+                FullScans++;
+                foreach (var (pid, n) in Procs)
+                {
+                    if (!_seen.Add(pid) && Mergeable && _merged.Add(pid)) { } // second pass merges
+                }
+                Recount();
+            }
+        }
+
+        public void Recount()
+        {
+            long merged = Procs.Where(p => _merged.Contains(p.Key)).Sum(p => p.Value);
+            Shared = merged > 0 ? Math.Max(1, merged / 256) : 0;
+            Sharing = merged - Shared;
+            Unshared = Procs.Where(p => _seen.Contains(p.Key) && !_merged.Contains(p.Key)).Sum(p => p.Value);
+        }
+
+        public void Exit(int pid) { Procs.Remove(pid); _seen.Remove(pid); _merged.Remove(pid); Recount(); }
+
+        public KsmAutoTuneObservation Observe() => new()
+        {
+            Elapsed = Now,
+            PagesShared = Shared,
+            PagesSharing = Sharing,
+            PagesUnshared = Unshared,
+            PagesVolatile = Volatile,
+            FullScans = FullScans,
+            RmapItems = Procs.Where(p => _seen.Contains(p.Key)).Sum(p => p.Value),
+            MergeableProcessIds = Procs.Keys.OrderBy(k => k).ToArray(),
+            MergeableResidentPages = Total + Procs.Count * 300,
+            MemTotalBytes = MemTotal,
+            MemAvailableBytes = MemAvailable,
+        };
+    }
+
+    sealed class Sim
+    {
+        public readonly FakeKsm Ksm = new();
+        public readonly KsmAutoTuneController Controller = new();
+        public readonly List<KsmAutoTuneDecision> Log = new();
+        public KsmAutoTuneDecision? Last;
+
+        public KsmAutoTuneDecision Tick()
+        {
+            Last = Controller.Decide(Ksm.Observe());
+            Log.Add(Last);
+            return Last;
+        }
+
+        /// <summary>Runs for a while, polling when the controller asks to.</summary>
+        public void Run(TimeSpan span)
+        {
+            var end = Ksm.Now + span;
+            if (Last is null) Tick();
+            while (Ksm.Now < end)
+            {
+                Ksm.Advance(Last!.NextPoll, Last.PagesToScan, Last.SleepMilliseconds);
+                Tick();
+            }
+        }
+
+        /// <summary>Time from now until pages_sharing reaches <paramref name="target"/>.</summary>
+        public TimeSpan RunUntilSharing(long target, TimeSpan limit)
+        {
+            var start = Ksm.Now;
+            if (Last is null) Tick();
+            while (Ksm.Sharing < target && Ksm.Now - start < limit)
+            {
+                Ksm.Advance(Last!.NextPoll, Last.PagesToScan, Last.SleepMilliseconds);
+                Tick();
+            }
+            return Ksm.Now - start;
+        }
+    }
+
+    static TimeSpan S(double s) => TimeSpan.FromSeconds(s);
+
+    [Fact]
+    public void Start_WithNothingMergeable_IsIdle()
+    {
+        var sim = new Sim();
+        var d = sim.Tick();
+        Assert.Equal(KsmAutoTuneMode.Idle, d.Mode);
+        Assert.Equal(100, d.PagesToScan);
+        Assert.Equal(200, d.SleepMilliseconds);
+        Assert.Contains("no mergeable memory", d.Reason);
+    }
+
+    [Fact]
+    public void NewGuests_WakeABurst_ThatMergesThemWithinTwoSeconds()
+    {
+        var sim = new Sim();
+        sim.Run(S(3));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+        for (int i = 1; i <= 4; i++) sim.Ksm.Procs[100 + i] = Guest;
+        var d = sim.Tick();
+        Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
+        Assert.True(d.Changed);
+        Assert.StartsWith("wake: 4 new mergeable process(es)", d.Reason);
+        Assert.True(d.PagesToScan >= 5000, $"burst rate {d.PagesToScan}");
+        Assert.Equal(20, d.SleepMilliseconds);
+        var t = sim.RunUntilSharing(4 * Guest * 9 / 10, S(30));
+        Assert.True(t < S(2), $"90% merged after {t}");
+    }
+
+    [Fact]
+    public void Burst_SizesTheRateToTheMergeableMemory_AndCapsIt()
+    {
+        var small = new Sim();
+        small.Ksm.Procs[1] = 2000;
+        Assert.Equal(1000, small.Tick().PagesToScan); // the minimum burst rate
+        var huge = new Sim();
+        for (int i = 0; i < 8; i++) huge.Ksm.Procs[i + 1] = 262144; // 8 × 1 GiB
+        Assert.Equal(20000, huge.Tick().PagesToScan); // the cap
+        var mid = new Sim();
+        for (int i = 0; i < 4; i++) mid.Ksm.Procs[i + 1] = Guest;
+        var d = mid.Tick();
+        // 4 × 16384 pages + overhead in 250 ms at 20 ms a wake-up: 12.5 wake-ups per pass.
+        Assert.InRange(d.PagesToScan, 4 * Guest / 12.5, 4 * (Guest + 300) / 12.5 + 1);
+    }
+
+    [Fact]
+    public void Converged_BacksOffGeometrically_ToIdle_WithinSeconds()
+    {
+        var sim = new Sim();
+        for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Run(S(10));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+        Assert.Equal((100L, 200L), (sim.Last!.PagesToScan, sim.Last.SleepMilliseconds));
+        var changes = sim.Log.Where(d => d.Changed).ToList();
+        // burst, then at least one backoff step below the burst rate, then idle
+        Assert.Equal(KsmAutoTuneMode.Burst, changes[0].Mode);
+        Assert.Contains(changes, d => d.Mode == KsmAutoTuneMode.Backoff && d.PagesToScan < changes[0].PagesToScan);
+        Assert.Equal(KsmAutoTuneMode.Idle, changes[^1].Mode);
+        var idleAt = changes[^1].Elapsed;
+        Assert.True(idleAt < S(6), $"idle only at {idleAt}");
+        Assert.All(sim.Log.Where(d => d.Elapsed > idleAt), d => Assert.False(d.Changed));
+    }
+
+    [Fact]
+    public void NotJudgedBeforeTheSecondPass()
+    {
+        // The first pass only checksums: a first pass without merges must not end the burst.
+        var sim = new Sim();
+        for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Tick();
+        while (sim.Ksm.FullScans < 1) { sim.Ksm.Advance(sim.Last!.NextPoll, sim.Last!.PagesToScan, sim.Last.SleepMilliseconds); sim.Tick(); }
+        Assert.Equal(0, sim.Ksm.Sharing);
+        Assert.Equal(KsmAutoTuneMode.Burst, sim.Last!.Mode);
+    }
+
+    [Fact]
+    public void LateArrivals_WakeItAgain_AndMergeFast()
+    {
+        var sim = new Sim();
+        for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Run(S(15));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+        long before = sim.Ksm.Sharing;
+        sim.Ksm.Procs[5] = Guest;
+        sim.Ksm.Procs[6] = Guest;
+        var t = sim.RunUntilSharing(before + 2 * Guest * 9 / 10, S(30));
+        Assert.True(t < S(2), $"late arrivals 90% merged after {t}");
+        Assert.Contains(sim.Log, d => d.Reason.StartsWith("wake: 2 new mergeable process(es) (pid 5,6)"));
+        sim.Run(S(10));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+    }
+
+    [Fact]
+    public void UnmergeableMemory_DoesNotKeepItBusy()
+    {
+        var sim = new Sim();
+        sim.Ksm.Mergeable = false;
+        for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Run(S(10));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+        double burstSeconds = sim.Log.Zip(sim.Log.Skip(1)).Where(p => p.First.Mode == KsmAutoTuneMode.Burst).Sum(p => (p.Second.Elapsed - p.First.Elapsed).TotalSeconds);
+        Assert.True(burstSeconds < 1.5, $"burst for {burstSeconds} s on memory that never merges");
+    }
+
+    [Fact]
+    public void GrowingMergeableMemory_WakesIt_ButSmallGrowthDoesNot()
+    {
+        var sim = new Sim();
+        sim.Ksm.Procs[1] = Guest;
+        sim.Run(S(10));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+        sim.Ksm.Procs[1] = Guest + 100; // +400 KiB: noise
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Tick().Mode);
+        sim.Ksm.Procs[1] = Guest * 3; // the guest touched 128 MiB more
+        var d = sim.Tick();
+        Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
+        Assert.Contains("mergeable memory grew by", d.Reason);
+    }
+
+    [Fact]
+    public void ChurnAfterConvergence_WakesIt_WhenTheIdleScanFindsMerges()
+    {
+        var sim = new Sim();
+        for (int i = 1; i <= 2; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Run(S(10));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+        sim.Ksm.Sharing += 2000; // the slow scan merged pages that changed to identical content
+        var d = sim.Tick();
+        Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
+        Assert.Contains("idle scan found", d.Reason);
+    }
+
+    [Fact]
+    public void ExitingProcesses_AreNotNewMemory_AndDoNotCountAsYield()
+    {
+        var sim = new Sim();
+        for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Run(S(10));
+        sim.Ksm.Exit(4);
+        sim.Ksm.Exit(3);
+        var d = sim.Tick();
+        Assert.Equal(KsmAutoTuneMode.Idle, d.Mode);
+        Assert.False(d.Changed);
+        sim.Run(S(5));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+    }
+
+    [Fact]
+    public void MemoryPressure_RaisesTheFloor_AndReleasesIt()
+    {
+        var sim = new Sim();
+        sim.Ksm.Procs[1] = Guest;
+        sim.Run(S(10));
+        Assert.Equal(100, sim.Last!.PagesToScan);
+        sim.Ksm.MemAvailable = sim.Ksm.MemTotal / 20; // 5% available
+        var d = sim.Tick();
+        Assert.Equal((1000L, 20L), (d.PagesToScan, d.SleepMilliseconds));
+        Assert.Contains("memory pressure", d.Reason);
+        Assert.True(d.Changed);
+        sim.Run(S(5));
+        Assert.Equal((1000L, 20L), (sim.Last!.PagesToScan, sim.Last.SleepMilliseconds));
+        sim.Ksm.MemAvailable = sim.Ksm.MemTotal / 2;
+        d = sim.Tick();
+        Assert.Equal((100L, 200L), (d.PagesToScan, d.SleepMilliseconds));
+    }
+
+    [Fact]
+    public void CounterReset_ByUnmerge_IsNotMistakenForAnything()
+    {
+        var sim = new Sim();
+        for (int i = 1; i <= 2; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Run(S(10));
+        var o = sim.Ksm.Observe();
+        o.FullScans = 0; o.PagesShared = 0; o.PagesSharing = 0;
+        var d = sim.Controller.Decide(o);
+        Assert.Equal(KsmAutoTuneMode.Idle, d.Mode);
+    }
+
+    [Fact]
+    public void IsDeterministic()
+    {
+        static List<string> RunOnce()
+        {
+            var sim = new Sim();
+            for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+            sim.Run(S(8));
+            sim.Ksm.Procs[9] = Guest;
+            sim.Run(S(8));
+            return sim.Log.Select(d => d.ToString()).ToList();
+        }
+        Assert.Equal(RunOnce(), RunOnce());
+    }
+
+    [Theory]
+    [InlineData(100L, 20L, 100L, 20L)]      // the default: kept
+    [InlineData(20000L, 20L, 100L, 20L)]    // aggressive: never left behind
+    [InlineData(64L, 50L, 64L, 50L)]        // slower than the default: kept
+    [InlineData(100L, 10L, 100L, 20L)]      // faster than the default: replaced
+    [InlineData(null, null, 100L, 20L)]
+    public void ExitRate_IsTheSlowerOfFoundAndDefault(long? pages, long? sleep, long wantPages, long wantSleep)
+    {
+        Assert.Equal((wantPages, wantSleep), KsmAutoTuner.ExitRate(pages, sleep));
+    }
+
+    [Fact]
+    public void InvalidPolicy_IsRejected()
+    {
+        var e = Assert.Throws<KvmOcException>(() => new KsmAutoTuneController(new KsmAutoTunePolicy { BackoffFactor = 1 }));
+        Assert.Equal(ErrorKind.InvalidArgument, e.Kind);
+    }
+}

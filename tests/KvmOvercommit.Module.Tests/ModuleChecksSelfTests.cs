@@ -278,6 +278,17 @@ public class ModuleChecksSelfTests
     }
 
     [Fact]
+    public void HelpExamplePipelinesAreCheckedToo()
+    {
+        var source = GoodSource.Replace("<code>Get-ZzTestStat | Set-ZzTestTuning -PassThru</code>",
+            "<code>$x = 1\n/// Get-ZzTestStat |\n///     Get-ZzTestStat -Name b | Set-ZzTestTuning</code>");
+        using var f = new FixtureModule(source, GoodManifest, GoodFormat, GoodTypes, GoodReadme);
+        var problems = ModuleChecks.Pipelines(f.Module).ToList();
+        Assert.Single(problems);
+        Assert.StartsWith("help of Set-ZzTestTuning, example 1, line 2: Get-ZzTestStat | Get-ZzTestStat — no output property", problems[0]);
+    }
+
+    [Fact]
     public void PipelineSplittingKeepsScriptBlocksAndStringsWhole()
     {
         Assert.Equal(["Get-A", "Where-Object { $_.X -eq 'a|b' }", "Set-B"], ModuleChecks.SplitPipeline("Get-A | Where-Object { $_.X -eq 'a|b' } | Set-B"));

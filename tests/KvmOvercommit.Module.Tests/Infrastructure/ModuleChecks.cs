@@ -402,12 +402,23 @@ public static partial class ModuleChecks
         return m.Success ? m.Groups[1].Value : "";
     }
 
+    /// <summary>Every pipeline in README code blocks and in the cmdlets' help examples binds from left to right.</summary>
     public static IEnumerable<string> Pipelines(ModuleUnderTest m)
+    {
+        var sources = new List<(string Where, string Text)> { ("README.md", m.Readme) };
+        foreach (var c in m.Cmdlets)
+            foreach (var (ex, i) in m.Docs.Examples(c.Type).Select((e, i) => (e, i + 1)))
+                sources.Add(($"help of {c.Name}, example {i}, line", "```powershell\n" + ex.Code + "\n```\n"));
+        return sources.SelectMany(s => Pipelines(m, s.Where, s.Text));
+    }
+
+    static IEnumerable<string> Pipelines(ModuleUnderTest m, string where, string text)
     {
         var cmdlets = m.Cmdlets.ToDictionary(c => c.Name, StringComparer.OrdinalIgnoreCase);
         var extended = ExtendedMembers(m);
-        foreach (var (line, segments) in ReadmePipelines(m.Readme))
+        foreach (var (line, segments) in ReadmePipelines(text))
         {
+            var at = where == "README.md" ? $"README.md:{line}" : $"{where} {line - 1}";
             CmdletModel? left = null;
             foreach (var segment in segments)
             {
@@ -415,7 +426,7 @@ public static partial class ModuleChecks
                 if (cmdlets.TryGetValue(name, out var right))
                 {
                     if (left is not null && Binding(left, right, extended) is null)
-                        yield return $"README.md:{line}: {left.Name} | {right.Name} — no output property of {string.Join("/", left.OutputTypes.Select(o => o.Type?.Name ?? o.Name))} binds to a ValueFromPipelineByPropertyName parameter (name or alias) of {right.Name}, and {right.Name} takes none of them by value";
+                        yield return $"{at}: {left.Name} | {right.Name} — no output property of {string.Join("/", left.OutputTypes.Select(o => o.Type?.Name ?? o.Name))} binds to a ValueFromPipelineByPropertyName parameter (name or alias) of {right.Name}, and {right.Name} takes none of them by value";
                     left = right;
                 }
                 else if (Transparent.Contains(name) && !(name.StartsWith("select", StringComparison.OrdinalIgnoreCase) && SelectPropertyRegex().IsMatch(segment)))
@@ -425,7 +436,7 @@ public static partial class ModuleChecks
                 else
                 {
                     if (IsModuleLooking(name) && !BuiltInCommands.Contains(name))
-                        yield return $"README.md:{line}: {name} is not a cmdlet of the module (nor a PowerShell command the checks know)";
+                        yield return $"{at}: {name} is not a cmdlet of the module (nor a PowerShell command the checks know)";
                     left = null;
                 }
             }

@@ -139,6 +139,39 @@ public class ModuleChecksSelfTests
     }
 
     [Fact]
+    public void GeneratedMamlCarriesTheCmdletMetadata()
+    {
+        using var f = Good();
+        var maml = MamlWriter.Build(f.Module.Cmdlets, f.Module.Docs);
+        System.Xml.Linq.XNamespace cmd = MamlWriter.Command, ml = MamlWriter.Maml, dev = MamlWriter.Dev;
+        Assert.Equal("helpItems", maml.Root!.Name.LocalName);
+        Assert.Equal("maml", maml.Root.Attribute("schema")?.Value);
+        var commands = maml.Root.Elements(cmd + "command").ToDictionary(c => c.Element(cmd + "details")!.Element(cmd + "name")!.Value);
+        Assert.Equal(["Get-ZzTestStat", "Set-ZzTestTuning"], commands.Keys);
+
+        var get = commands["Get-ZzTestStat"];
+        Assert.Equal("Gets the test statistic.", get.Element(cmd + "details")!.Element(ml + "description")!.Value);
+        Assert.Equal("Reads it.", get.Element(ml + "description")!.Value);
+        var name = get.Element(cmd + "parameters")!.Elements(cmd + "parameter").Single();
+        Assert.Equal(("0", "true", "false", "False", "Names, wildcards allowed."),
+            (name.Attribute("position")!.Value, name.Attribute("globbing")!.Value, name.Attribute("required")!.Value, name.Attribute("pipelineInput")!.Value, name.Element(ml + "description")!.Value));
+        Assert.Equal("String[]", name.Element(cmd + "parameterValue")!.Value);
+        var example = get.Element(cmd + "examples")!.Element(cmd + "example")!;
+        Assert.Equal("Get-ZzTestStat -Name a*", example.Element(dev + "code")!.Value);
+        Assert.Equal("Gets the statistics whose name starts with a.", example.Element(dev + "remarks")!.Value);
+        Assert.Equal("KvmOvercommit.Commands.ZzTestStat", get.Element(cmd + "returnValues")!.Descendants(ml + "name").Single().Value);
+
+        var set = commands["Set-ZzTestTuning"];
+        var parameters = set.Element(cmd + "parameters")!.Elements(cmd + "parameter").ToDictionary(p => p.Element(ml + "name")!.Value);
+        Assert.Equal(["Name", "PassThru", "WhatIf", "Confirm"], parameters.Keys);
+        Assert.Equal(("true", "True (ByPropertyName)", "StatName"),
+            (parameters["Name"].Attribute("required")!.Value, parameters["Name"].Attribute("pipelineInput")!.Value, parameters["Name"].Attribute("aliases")!.Value));
+        Assert.Null(parameters["PassThru"].Element(cmd + "parameterValue")); // a switch takes no value
+        Assert.Equal("Set-ZzTestTuning", set.Element(cmd + "syntax")!.Element(cmd + "syntaxItem")!.Element(ml + "name")!.Value);
+        Assert.Contains("System.String (as property Name)", set.Element(cmd + "inputTypes")!.Value);
+    }
+
+    [Fact]
     public void BrokenCmdletsAreReported()
     {
         const string source = """

@@ -72,7 +72,7 @@ public static partial class ModuleChecks
     public static readonly HashSet<string> BuiltInNouns = new(BuiltInCommands.Select(c => c[(c.IndexOf('-') + 1)..]), StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Last words of a noun that end in 's' but are singular.</summary>
-    static readonly HashSet<string> SingularS = new(StringComparer.OrdinalIgnoreCase) { "Iops", "Status", "Alias", "Analysis", "Stress", "Bus", "Virtus", "Stats" };
+    static readonly HashSet<string> SingularS = new(StringComparer.OrdinalIgnoreCase) { "Iops", "Status", "Alias", "Analysis", "Bus", "Series" };
 
     static readonly string[] Deserialized = ["Deserialized."];
 

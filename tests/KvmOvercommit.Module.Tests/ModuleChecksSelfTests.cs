@@ -301,13 +301,16 @@ public class ModuleChecksSelfTests
             PS> Get-ZzTestStat | Select-Object -First 1 | Get-ZzTestStat
             Get-ZzTestStat | Select-Object SavedBytes | Set-ZzTestTuning
             Get-ZzNothing | Set-ZzTestTuning
+            Get-ChildItem /srv/*.qcow2 | Set-ZzTestTuning
+            Get-Process qemu* | Set-ZzTestTuning
             ```
             """;
         using var f = new FixtureModule(GoodSource, GoodManifest, GoodFormat, GoodTypes, readme);
         var problems = ModuleChecks.Pipelines(f.Module).ToList();
         Assert.Contains(problems, p => p.StartsWith("README.md:2: Get-ZzTestStat | Get-ZzTestStat — no output property of ZzTestStat binds"));
         Assert.Contains("README.md:4: Get-ZzNothing is not a cmdlet of the module (nor a PowerShell command the checks know)", problems);
-        Assert.Equal(2, problems.Count); // Select-Object with properties makes new objects: that pipeline is not judged
+        Assert.Contains(problems, p => p.StartsWith("README.md:6: Get-Process | Set-ZzTestTuning — no output property of Process binds"));
+        Assert.Equal(3, problems.Count); // FileInfo.Name binds to -Name; Process has ProcessName, not Name // Select-Object with properties makes new objects: that pipeline is not judged
     }
 
     [Fact]

@@ -412,6 +412,20 @@ public static partial class ModuleChecks
         return sources.SelectMany(s => Pipelines(m, s.Where, s.Text));
     }
 
+    /// <summary>PowerShell's own commands whose output type is known, so that `Get-ChildItem *.qcow2 | Get-QcowImage` is checked too.</summary>
+    static readonly Dictionary<string, (string Assembly, string Type)> BuiltInOutputs = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["Get-ChildItem"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["gci"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["dir"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["ls"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["Get-Item"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["gi"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["Get-Process"] = ("System.Diagnostics.Process", "System.Diagnostics.Process"),
+        ["gps"] = ("System.Diagnostics.Process", "System.Diagnostics.Process"),
+        ["ps"] = ("System.Diagnostics.Process", "System.Diagnostics.Process"),
+    };
+
     static IEnumerable<string> Pipelines(ModuleUnderTest m, string where, string text)
     {
         var cmdlets = m.Cmdlets.ToDictionary(c => c.Name, StringComparer.OrdinalIgnoreCase);
@@ -419,19 +433,23 @@ public static partial class ModuleChecks
         foreach (var (line, segments) in ReadmePipelines(text))
         {
             var at = where == "README.md" ? $"README.md:{line}" : $"{where} {line - 1}";
-            CmdletModel? left = null;
+            (string Name, List<Type> Types)? left = null;
             foreach (var segment in segments)
             {
                 var name = CommandOf(segment);
                 if (cmdlets.TryGetValue(name, out var right))
                 {
-                    if (left is not null && Binding(left, right, extended) is null)
-                        yield return $"{at}: {left.Name} | {right.Name} — no output property of {string.Join("/", left.OutputTypes.Select(o => o.Type?.Name ?? o.Name))} binds to a ValueFromPipelineByPropertyName parameter (name or alias) of {right.Name}, and {right.Name} takes none of them by value";
-                    left = right;
+                    if (left is { } l && l.Types.Count > 0 && Binding(l.Types, right, extended) is null)
+                        yield return $"{at}: {l.Name} | {right.Name} — no output property of {string.Join("/", l.Types.Select(t => t.Name))} binds to a ValueFromPipelineByPropertyName parameter (name or alias) of {right.Name}, and {right.Name} takes none of them by value";
+                    left = (right.Name, right.OutputTypes.Where(o => o.Type is not null).Select(o => o.Type!).ToList());
                 }
                 else if (Transparent.Contains(name) && !(name.StartsWith("select", StringComparison.OrdinalIgnoreCase) && SelectPropertyRegex().IsMatch(segment)))
                 {
                     // passes the same objects on
+                }
+                else if (BuiltInOutputs.TryGetValue(name, out var builtIn) && m.Inspector.RuntimeType(builtIn.Assembly, builtIn.Type) is { } type)
+                {
+                    left = (name, [type]);
                 }
                 else
                 {
@@ -446,10 +464,14 @@ public static partial class ModuleChecks
     static bool IsModuleLooking(string name) => VerbNounRegex().IsMatch(name) && ApprovedVerbs.Contains(name[..name.IndexOf('-')]);
 
     /// <summary>How <paramref name="left"/>'s output reaches <paramref name="right"/>: a description, or null if nothing binds.</summary>
-    public static string? Binding(CmdletModel left, CmdletModel right, Dictionary<string, HashSet<string>>? extended = null)
+    public static string? Binding(CmdletModel left, CmdletModel right, Dictionary<string, HashSet<string>>? extended = null) =>
+        Binding(left.OutputTypes.Where(o => o.Type is not null).Select(o => o.Type!), right, extended);
+
+    /// <summary>How objects of <paramref name="outputs"/> reach <paramref name="right"/>: a description, or null if nothing binds.</summary>
+    public static string? Binding(IEnumerable<Type> outputs, CmdletModel right, Dictionary<string, HashSet<string>>? extended = null)
     {
         extended ??= [];
-        foreach (var o in left.OutputTypes.Where(o => o.Type is not null).Select(o => o.Type!))
+        foreach (var o in outputs)
         {
             foreach (var p in right.Parameters.Where(p => p.ByValue))
             {

@@ -139,6 +139,39 @@ public class ModuleChecksSelfTests
     }
 
     [Fact]
+    public void GeneratedMamlCarriesTheCmdletMetadata()
+    {
+        using var f = Good();
+        var maml = MamlWriter.Build(f.Module.Cmdlets, f.Module.Docs);
+        System.Xml.Linq.XNamespace cmd = MamlWriter.Command, ml = MamlWriter.Maml, dev = MamlWriter.Dev;
+        Assert.Equal("helpItems", maml.Root!.Name.LocalName);
+        Assert.Equal("maml", maml.Root.Attribute("schema")?.Value);
+        var commands = maml.Root.Elements(cmd + "command").ToDictionary(c => c.Element(cmd + "details")!.Element(cmd + "name")!.Value);
+        Assert.Equal(["Get-ZzTestStat", "Set-ZzTestTuning"], commands.Keys);
+
+        var get = commands["Get-ZzTestStat"];
+        Assert.Equal("Gets the test statistic.", get.Element(cmd + "details")!.Element(ml + "description")!.Value);
+        Assert.Equal("Reads it.", get.Element(ml + "description")!.Value);
+        var name = get.Element(cmd + "parameters")!.Elements(cmd + "parameter").Single();
+        Assert.Equal(("0", "true", "false", "False", "Names, wildcards allowed."),
+            (name.Attribute("position")!.Value, name.Attribute("globbing")!.Value, name.Attribute("required")!.Value, name.Attribute("pipelineInput")!.Value, name.Element(ml + "description")!.Value));
+        Assert.Equal("String[]", name.Element(cmd + "parameterValue")!.Value);
+        var example = get.Element(cmd + "examples")!.Element(cmd + "example")!;
+        Assert.Equal("Get-ZzTestStat -Name a*", example.Element(dev + "code")!.Value);
+        Assert.Equal("Gets the statistics whose name starts with a.", example.Element(dev + "remarks")!.Value);
+        Assert.Equal("KvmOvercommit.Commands.ZzTestStat", get.Element(cmd + "returnValues")!.Descendants(ml + "name").Single().Value);
+
+        var set = commands["Set-ZzTestTuning"];
+        var parameters = set.Element(cmd + "parameters")!.Elements(cmd + "parameter").ToDictionary(p => p.Element(ml + "name")!.Value);
+        Assert.Equal(["Name", "PassThru", "WhatIf", "Confirm"], parameters.Keys);
+        Assert.Equal(("true", "True (ByPropertyName)", "StatName"),
+            (parameters["Name"].Attribute("required")!.Value, parameters["Name"].Attribute("pipelineInput")!.Value, parameters["Name"].Attribute("aliases")!.Value));
+        Assert.Null(parameters["PassThru"].Element(cmd + "parameterValue")); // a switch takes no value
+        Assert.Equal("Set-ZzTestTuning", set.Element(cmd + "syntax")!.Element(cmd + "syntaxItem")!.Element(ml + "name")!.Value);
+        Assert.Contains("System.String (as property Name)", set.Element(cmd + "inputTypes")!.Value);
+    }
+
+    [Fact]
     public void BrokenCmdletsAreReported()
     {
         const string source = """
@@ -268,13 +301,27 @@ public class ModuleChecksSelfTests
             PS> Get-ZzTestStat | Select-Object -First 1 | Get-ZzTestStat
             Get-ZzTestStat | Select-Object SavedBytes | Set-ZzTestTuning
             Get-ZzNothing | Set-ZzTestTuning
+            Get-ChildItem /srv/*.qcow2 | Set-ZzTestTuning
+            Get-Process qemu* | Set-ZzTestTuning
             ```
             """;
         using var f = new FixtureModule(GoodSource, GoodManifest, GoodFormat, GoodTypes, readme);
         var problems = ModuleChecks.Pipelines(f.Module).ToList();
         Assert.Contains(problems, p => p.StartsWith("README.md:2: Get-ZzTestStat | Get-ZzTestStat — no output property of ZzTestStat binds"));
         Assert.Contains("README.md:4: Get-ZzNothing is not a cmdlet of the module (nor a PowerShell command the checks know)", problems);
-        Assert.Equal(2, problems.Count); // Select-Object with properties makes new objects: that pipeline is not judged
+        Assert.Contains(problems, p => p.StartsWith("README.md:6: Get-Process | Set-ZzTestTuning — no output property of Process binds"));
+        Assert.Equal(3, problems.Count); // FileInfo.Name binds to -Name; Process has ProcessName, not Name // Select-Object with properties makes new objects: that pipeline is not judged
+    }
+
+    [Fact]
+    public void HelpExamplePipelinesAreCheckedToo()
+    {
+        var source = GoodSource.Replace("<code>Get-ZzTestStat | Set-ZzTestTuning -PassThru</code>",
+            "<code>$x = 1\n/// Get-ZzTestStat |\n///     Get-ZzTestStat -Name b | Set-ZzTestTuning</code>");
+        using var f = new FixtureModule(source, GoodManifest, GoodFormat, GoodTypes, GoodReadme);
+        var problems = ModuleChecks.Pipelines(f.Module).ToList();
+        Assert.Single(problems);
+        Assert.StartsWith("help of Set-ZzTestTuning, example 1, line 2: Get-ZzTestStat | Get-ZzTestStat — no output property", problems[0]);
     }
 
     [Fact]

@@ -54,6 +54,34 @@ public class ModuleConventionTests
     [Fact]
     public void ReadmePipelinesBindByPropertyNameOrValue() => NoProblems(ModuleChecks.Pipelines(M));
 
+    /// <summary>The pipelines DESIGN.md promises, checked as soon as both cmdlets exist.</summary>
+    public static readonly (string Left, string Right)[] DesignedPipelines =
+    [
+        ("Get-KsmStat", "Set-KsmTuning"),          // $saved = Get-KsmStat; … ; $saved | Set-KsmTuning restores
+        ("Set-KsmTuning", "Set-KsmTuning"),        // -PassThru returns the replaced settings, which restore
+        ("Get-KvmGuest", "Stop-KvmGuest"),
+        ("Get-KvmGuest", "Get-KvmGuestMemory"),
+        ("Get-KvmGuest", "Set-KvmGuestMemory"),
+        ("Get-KvmGuest", "Measure-KvmGuestIops"),
+        ("Start-KvmGuest", "Stop-KvmGuest"),
+        ("New-QcowOverlay", "Start-KvmGuest"),
+        ("New-QcowOverlay", "Get-QcowImage"),
+        ("Get-DnsmasqLease", "ConvertTo-AnsibleInventory"),
+        ("Get-KvmGuest", "ConvertTo-AnsibleInventory"),
+    ];
+
+    [Fact]
+    public void DesignedPipelinesBindWhereBothCmdletsExist()
+    {
+        var cmdlets = M.Cmdlets.ToDictionary(c => c.Name, StringComparer.OrdinalIgnoreCase);
+        var extended = ModuleChecks.ExtendedMembers(M);
+        var problems = DesignedPipelines
+            .Where(p => cmdlets.ContainsKey(p.Left) && cmdlets.ContainsKey(p.Right))
+            .Where(p => ModuleChecks.Binding(cmdlets[p.Left], cmdlets[p.Right], extended) is null)
+            .Select(p => $"{p.Left} | {p.Right} does not bind (no output property matches a ValueFromPipelineByPropertyName parameter or alias, no by-value parameter takes the type)");
+        NoProblems(problems);
+    }
+
     [Fact]
     public void GeneratedHelpCoversEveryParameterAndHasExamples() =>
         NoProblems(ModuleChecks.Help(M, MamlWriter.Build(M.Cmdlets, M.Docs)));

@@ -41,7 +41,14 @@ public class PackageTests
         var maml = XDocument.Load(Path.Combine(dir, "en-US", "KvmOvercommit.dll-Help.xml"));
         var problems = ModuleChecks.Help(m, maml).ToList();
         Assert.True(problems.Count == 0, string.Join("\n", problems));
-        // The packaged module is the one just built, not a stale copy.
-        Assert.Equal(File.ReadAllBytes(RepoPaths.ModuleDll), File.ReadAllBytes(Path.Combine(dir, "KvmOvercommit.dll")));
+    }
+
+    [SkippableFact]
+    public void PackageIsTheModuleJustBuilt()
+    {
+        var dir = PackageDir();
+        var fresh = File.ReadAllBytes(RepoPaths.ModuleDll).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(dir, "KvmOvercommit.dll")));
+        if (!fresh && RepoPaths.InCi) Assert.Fail($"{dir}/KvmOvercommit.dll differs from the module just built: package after building");
+        Skip.IfNot(fresh, $"{dir} is older than the last build: run ./build.sh package");
     }
 }

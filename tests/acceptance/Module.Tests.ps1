@@ -37,7 +37,7 @@ Describe 'KvmOvercommit module' {
     It 'exports exactly the cmdlets the manifest names' {
         $commands = @(Get-Command -Module KvmOvercommit)
         $commands.Count | Should -Be @($Manifest.CmdletsToExport).Count
-        @($commands.Name | Sort-Object) | Should -Be @($Manifest.CmdletsToExport | Sort-Object)
+        (@($commands.Name | Sort-Object) -join ',') | Should -Be (@($Manifest.CmdletsToExport | Sort-Object) -join ',')
         @($commands | Where-Object CommandType -ne 'Cmdlet').Count | Should -Be 0
     }
 
@@ -51,7 +51,7 @@ Describe 'Help for <_>' -ForEach $Exported {
         $Name = $_
         $Help = Get-Help -Name $Name -Full
         $Command = Get-Command -Name $Name
-        $Common = [System.Management.Automation.PSCmdlet]::CommonParameters + [System.Management.Automation.PSCmdlet]::OptionalCommonParameters
+        $Common = @([System.Management.Automation.PSCmdlet]::CommonParameters) + @([System.Management.Automation.PSCmdlet]::OptionalCommonParameters)
     }
 
     It 'has a synopsis from the help file' {

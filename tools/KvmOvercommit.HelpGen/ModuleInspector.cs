@@ -80,6 +80,13 @@ public sealed class ModuleInspector : IDisposable
     /// <summary>Every public type of the engine.</summary>
     public IEnumerable<Type> EngineTypes => Engine is null ? [] : LoadableTypes(Engine);
 
+    /// <summary>A type of the .NET runtime (e.g. System.IO.FileInfo in System.Private.CoreLib), or null.</summary>
+    public Type? RuntimeType(string assemblyName, string fullName)
+    {
+        try { return _mlc.LoadFromAssemblyName(assemblyName).GetType(fullName); }
+        catch (FileNotFoundException) { return null; }
+    }
+
     /// <summary>A type from the PowerShell reference assembly.</summary>
     public Type SmaType(string fullName) => _mlc.LoadFromAssemblyName(Sma).GetType(fullName, throwOnError: true)!;
 

@@ -36,8 +36,9 @@ function problems(node, out) {
     return out;
   }
   if (node.type === 'ERROR' || node.isError) {
-    const text = node.text.split('\n')[0].slice(0, 60);
-    out.push({ row: node.startPosition.row, col: node.startPosition.column, msg: `syntax error near '${text}'` });
+    const text = node.text.split('\n')[0].trim().slice(0, 60);
+    const msg = text ? `syntax error near '${text}'` : 'syntax error (unexpected end of input or token)';
+    out.push({ row: node.startPosition.row, col: node.startPosition.column, msg });
   }
   if (!node.hasError && !node.isMissing) return out;
   for (let i = 0; i < node.childCount; i++) {
@@ -96,7 +97,7 @@ async function main() {
   for (const line of failures) console.log(line);
   const summary = `psparse: ${psFiles.length} PowerShell file(s), ${xmlFiles.length} .ps1xml file(s), ${failures.length} problem(s)`;
   if (failures.length > 0) {
-    console.error(`${summary} — FAILED`);
+    console.log(`${summary} — FAILED`);
     process.exit(1);
   }
   console.log(summary);

@@ -72,7 +72,7 @@ public static partial class ModuleChecks
     public static readonly HashSet<string> BuiltInNouns = new(BuiltInCommands.Select(c => c[(c.IndexOf('-') + 1)..]), StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Last words of a noun that end in 's' but are singular.</summary>
-    static readonly HashSet<string> SingularS = new(StringComparer.OrdinalIgnoreCase) { "Iops", "Status", "Alias", "Analysis", "Stress", "Bus", "Virtus", "Stats" };
+    static readonly HashSet<string> SingularS = new(StringComparer.OrdinalIgnoreCase) { "Iops", "Status", "Alias", "Analysis", "Bus", "Series" };
 
     static readonly string[] Deserialized = ["Deserialized."];
 
@@ -402,30 +402,59 @@ public static partial class ModuleChecks
         return m.Success ? m.Groups[1].Value : "";
     }
 
+    /// <summary>Every pipeline in README code blocks and in the cmdlets' help examples binds from left to right.</summary>
     public static IEnumerable<string> Pipelines(ModuleUnderTest m)
+    {
+        var sources = new List<(string Where, string Text)> { ("README.md", m.Readme) };
+        foreach (var c in m.Cmdlets)
+            foreach (var (ex, i) in m.Docs.Examples(c.Type).Select((e, i) => (e, i + 1)))
+                sources.Add(($"help of {c.Name}, example {i}, line", "```powershell\n" + ex.Code + "\n```\n"));
+        return sources.SelectMany(s => Pipelines(m, s.Where, s.Text));
+    }
+
+    /// <summary>PowerShell's own commands whose output type is known, so that `Get-ChildItem *.qcow2 | Get-QcowImage` is checked too.</summary>
+    static readonly Dictionary<string, (string Assembly, string Type)> BuiltInOutputs = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["Get-ChildItem"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["gci"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["dir"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["ls"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["Get-Item"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["gi"] = ("System.Private.CoreLib", "System.IO.FileInfo"),
+        ["Get-Process"] = ("System.Diagnostics.Process", "System.Diagnostics.Process"),
+        ["gps"] = ("System.Diagnostics.Process", "System.Diagnostics.Process"),
+        ["ps"] = ("System.Diagnostics.Process", "System.Diagnostics.Process"),
+    };
+
+    static IEnumerable<string> Pipelines(ModuleUnderTest m, string where, string text)
     {
         var cmdlets = m.Cmdlets.ToDictionary(c => c.Name, StringComparer.OrdinalIgnoreCase);
         var extended = ExtendedMembers(m);
-        foreach (var (line, segments) in ReadmePipelines(m.Readme))
+        foreach (var (line, segments) in ReadmePipelines(text))
         {
-            CmdletModel? left = null;
+            var at = where == "README.md" ? $"README.md:{line}" : $"{where} {line - 1}";
+            (string Name, List<Type> Types)? left = null;
             foreach (var segment in segments)
             {
                 var name = CommandOf(segment);
                 if (cmdlets.TryGetValue(name, out var right))
                 {
-                    if (left is not null && Binding(left, right, extended) is null)
-                        yield return $"README.md:{line}: {left.Name} | {right.Name} — no output property of {string.Join("/", left.OutputTypes.Select(o => o.Type?.Name ?? o.Name))} binds to a ValueFromPipelineByPropertyName parameter (name or alias) of {right.Name}, and {right.Name} takes none of them by value";
-                    left = right;
+                    if (left is { } l && l.Types.Count > 0 && Binding(l.Types, right, extended) is null)
+                        yield return $"{at}: {l.Name} | {right.Name} — no output property of {string.Join("/", l.Types.Select(t => t.Name))} binds to a ValueFromPipelineByPropertyName parameter (name or alias) of {right.Name}, and {right.Name} takes none of them by value";
+                    left = (right.Name, right.OutputTypes.Where(o => o.Type is not null).Select(o => o.Type!).ToList());
                 }
                 else if (Transparent.Contains(name) && !(name.StartsWith("select", StringComparison.OrdinalIgnoreCase) && SelectPropertyRegex().IsMatch(segment)))
                 {
                     // passes the same objects on
                 }
+                else if (BuiltInOutputs.TryGetValue(name, out var builtIn) && m.Inspector.RuntimeType(builtIn.Assembly, builtIn.Type) is { } type)
+                {
+                    left = (name, [type]);
+                }
                 else
                 {
                     if (IsModuleLooking(name) && !BuiltInCommands.Contains(name))
-                        yield return $"README.md:{line}: {name} is not a cmdlet of the module (nor a PowerShell command the checks know)";
+                        yield return $"{at}: {name} is not a cmdlet of the module (nor a PowerShell command the checks know)";
                     left = null;
                 }
             }
@@ -435,10 +464,14 @@ public static partial class ModuleChecks
     static bool IsModuleLooking(string name) => VerbNounRegex().IsMatch(name) && ApprovedVerbs.Contains(name[..name.IndexOf('-')]);
 
     /// <summary>How <paramref name="left"/>'s output reaches <paramref name="right"/>: a description, or null if nothing binds.</summary>
-    public static string? Binding(CmdletModel left, CmdletModel right, Dictionary<string, HashSet<string>>? extended = null)
+    public static string? Binding(CmdletModel left, CmdletModel right, Dictionary<string, HashSet<string>>? extended = null) =>
+        Binding(left.OutputTypes.Where(o => o.Type is not null).Select(o => o.Type!), right, extended);
+
+    /// <summary>How objects of <paramref name="outputs"/> reach <paramref name="right"/>: a description, or null if nothing binds.</summary>
+    public static string? Binding(IEnumerable<Type> outputs, CmdletModel right, Dictionary<string, HashSet<string>>? extended = null)
     {
         extended ??= [];
-        foreach (var o in left.OutputTypes.Where(o => o.Type is not null).Select(o => o.Type!))
+        foreach (var o in outputs)
         {
             foreach (var p in right.Parameters.Where(p => p.ByValue))
             {

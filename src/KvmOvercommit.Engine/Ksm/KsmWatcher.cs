@@ -99,7 +99,8 @@ public sealed class KsmWatcher
         long? stableStartFullScans = null;
         for (int i = 1; ; i++)
         {
-            var next = TimeSpan.FromTicks(options.Interval.Ticks * i) - clock.Elapsed;
+            // Each sample comes one interval after the previous one (rates use the exact elapsed time anyway).
+            var next = options.Interval - (clock.Elapsed - TimeSpan.FromSeconds(prevAt));
             if (next > TimeSpan.Zero) await Task.Delay(next, ct).ConfigureAwait(false);
             ct.ThrowIfCancellationRequested();
             var stat = KsmStatReader.Read(_roots);

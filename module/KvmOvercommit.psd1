@@ -13,8 +13,11 @@
     CmdletsToExport      = @(
         'Get-KvmGuest'
         'Get-KvmGuestMemory'
+        'Get-KvmTinyGuest'
         'Measure-KvmGuestIops'
         'Set-KvmGuestMemory'
+        'Start-KvmGuest'
+        'Stop-KvmGuest'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -1,0 +1,136 @@
+using System.CommandLine;
+using KvmOvercommit.Engine;
+using KvmOvercommit.Engine.Qemu;
+
+namespace KvmOvercommit.Cli;
+
+/// <summary>`kvmoc tiny-guest` (Get-KvmTinyGuest) and `kvmoc guest start|stop` (Start-/Stop-KvmGuest).</summary>
+public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
+{
+    internal static readonly string[] StartColumns = { "Name", "Id", "MemoryMB", "CpuCount", "VncDisplay", "Accelerator", "State" };
+    internal static readonly string[] StopColumns = { "Name", "Id", "State", "RunDirectory" };
+
+    public IEnumerable<Command> Commands(CliContext ctx)
+    {
+        var cmd = new Command("tiny-guest", "Build (once) and show the tiny test guest: a Debian cloud kernel and a busybox initramfs (Get-KvmTinyGuest).");
+        var force = new Option<bool>("--force") { Description = "Download and build again even when cached." };
+        var cache = new Option<string?>("--cache-directory") { Description = "Cache root (default ~/.cache/kvmovercommit/tiny-guest)." };
+        cmd.Options.Add(force);
+        cmd.Options.Add(cache);
+        ctx.SetAction(cmd, async (parse, run, ct) =>
+        {
+            var image = await TinyGuest.GetAsync(new TinyGuestOptions { Force = parse.GetValue(force), CacheRoot = parse.GetValue(cache) }, run, ct).ConfigureAwait(false);
+            run.WriteResults(new[] { image });
+        });
+        yield return cmd;
+    }
+
+    public IEnumerable<Command> GuestSubcommands(CliContext ctx)
+    {
+        yield return Start(ctx);
+        yield return Stop(ctx);
+    }
+
+    static Command Start(CliContext ctx)
+    {
+        var cmd = new Command("start", "Start QEMU guests detached, one per disk, with QMP and a run directory; returns once QMP answers (Start-KvmGuest).");
+        var disks = new Argument<string[]>("disk-path") { Description = "Disk images (qcow2 or raw); one guest each, named after the file.", Arity = ArgumentArity.ZeroOrMore };
+        var name = new Option<string?>("--name") { Description = "Guest name (one guest only); default: the disk's file name without extension." };
+        var memory = new Option<long>("--memory-mb") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 1024 };
+        var cpus = new Option<int>("--cpu-count") { Description = "vCPUs.", DefaultValueFactory = _ => 1 };
+        var machine = new Option<string>("--machine-type") { Description = "QEMU machine type.", DefaultValueFactory = _ => "pc" };
+        var accel = new Option<GuestAccelerator>("--accelerator") { Description = "Auto, Kvm or Tcg.", DefaultValueFactory = _ => GuestAccelerator.Auto };
+        var vnc = new Option<int?>("--vnc-display") { Description = "VNC display number (default: a free one)." };
+        var noVnc = new Option<bool>("--no-vnc") { Description = "No VNC." };
+        var vncAddress = new Option<string>("--vnc-address") { Description = "Address VNC listens on.", DefaultValueFactory = _ => "127.0.0.1" };
+        var network = new Option<GuestNetwork>("--network") { Description = "User, Tap or None.", DefaultValueFactory = _ => GuestNetwork.User };
+        var bridge = new Option<string?>("--bridge") { Description = "Bridge for --network Tap." };
+        var mac = new Option<string?>("--mac-address") { Description = "NIC MAC address (default: derived from the name)." };
+        var balloon = new Option<bool>("--balloon") { Description = "Add a virtio balloon device.", DefaultValueFactory = _ => true };
+        var kernel = new Option<string?>("--kernel") { Description = "Kernel for direct boot." };
+        var initrd = new Option<string?>("--initrd") { Description = "Initramfs for --kernel." };
+        var kargs = new Option<string?>("--kernel-arguments") { Description = "Kernel command line (console=ttyS0 is added)." };
+        var tiny = new Option<bool>("--tiny") { Description = "Boot the tiny test guest's kernel and initramfs (as Get-KvmTinyGuest | Start-KvmGuest)." };
+        var extra = new Option<string[]>("--extra-argument") { Description = "Extra QEMU argument (repeat for several).", AllowMultipleArgumentsPerToken = false };
+        var stagger = new Option<int>("--stagger-seconds") { Description = "Seconds between guests (not before the first)." };
+        var runDir = new Option<string?>("--run-directory") { Description = "Folder for the guests' run directories." };
+        var timeout = new Option<int>("--timeout-seconds") { Description = "How long to wait for QEMU and QMP.", DefaultValueFactory = _ => 30 };
+        var whatIf = new Option<bool>("--what-if") { Description = "Print the QEMU command lines, start nothing." };
+        foreach (var o in new Option[] { name, memory, cpus, machine, accel, vnc, noVnc, vncAddress, network, bridge, mac, balloon, kernel, initrd, kargs, tiny, extra, stagger, runDir, timeout, whatIf })
+            cmd.Options.Add(o);
+        cmd.Arguments.Add(disks);
+        ctx.SetAction(cmd, async (parse, run, ct) =>
+        {
+            var paths = parse.GetValue(disks) ?? Array.Empty<string>();
+            var n = parse.GetValue(name);
+            if (n is not null && paths.Length > 1)
+                throw new KvmOcException(ErrorKind.InvalidArgument, "NameWithSeveralDisks", "--name names one guest; with several disks each guest is named after its disk.", n);
+            string? k = parse.GetValue(kernel), i = parse.GetValue(initrd);
+            if (parse.GetValue(tiny))
+            {
+                var image = await TinyGuest.GetAsync(null, run, ct).ConfigureAwait(false);
+                k ??= image.Kernel;
+                i ??= image.Initrd;
+            }
+            var items = paths.Length == 0 ? new string?[] { null } : paths.Select(p => (string?)p).ToArray();
+            var started = new List<KvmGuest>();
+            int launched = 0;
+            foreach (var disk in items)
+            {
+                try
+                {
+                    var plan = GuestLauncher.Plan(new GuestStartOptions
+                    {
+                        Name = n, DiskPath = disk, MemoryMB = parse.GetValue(memory), CpuCount = parse.GetValue(cpus), MachineType = parse.GetValue(machine)!,
+                        Accelerator = parse.GetValue(accel), VncDisplay = parse.GetValue(vnc), NoVnc = parse.GetValue(noVnc), VncAddress = parse.GetValue(vncAddress)!,
+                        Network = parse.GetValue(network), Bridge = parse.GetValue(bridge), MacAddress = parse.GetValue(mac), Balloon = parse.GetValue(balloon),
+                        Kernel = k, Initrd = i, KernelArguments = parse.GetValue(kargs), ExtraArgument = parse.GetValue(extra) ?? Array.Empty<string>(),
+                        RunDirectory = parse.GetValue(runDir), StartTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                    }, run);
+                    if (parse.GetValue(whatIf))
+                    {
+                        run.Err.WriteLine($"What if: Start QEMU guest '{plan.Name}': {plan.CommandLine}");
+                        continue;
+                    }
+                    if (launched++ > 0 && parse.GetValue(stagger) > 0)
+                        await GuestLauncher.StaggerAsync(TimeSpan.FromSeconds(parse.GetValue(stagger)), plan.Name, run, ct).ConfigureAwait(false);
+                    var g = await GuestLauncher.StartAsync(plan, run, ct).ConfigureAwait(false);
+                    if (run.Json) started.Add(g); else run.Stream(g, StartColumns);
+                }
+                catch (KvmOcException e) { run.Error(e); }
+            }
+            if (run.Json && started.Count > 0) run.WriteResults(started, StartColumns);
+        });
+        return cmd;
+    }
+
+    static Command Stop(CliContext ctx)
+    {
+        var cmd = new Command("stop", "Stop guests: ACPI power down over QMP, QMP quit after --timeout-seconds; SIGKILL only with --force (Stop-KvmGuest).");
+        var names = new Argument<string[]>("name") { Description = "Guest names; wildcards allowed (quote them).", Arity = ArgumentArity.OneOrMore };
+        var turnOff = new Option<bool>("--turn-off") { Description = "QMP quit at once, no power down." };
+        var force = new Option<bool>("--force") { Description = "SIGKILL a QEMU that does not exit after quit." };
+        var timeout = new Option<int>("--timeout-seconds") { Description = "Seconds to wait for the guest to power off before quit.", DefaultValueFactory = _ => 30 };
+        var runDir = new Option<string?>("--run-directory") { Description = "Folder of the run directories (to clean those of guests that are gone)." };
+        var whatIf = new Option<bool>("--what-if") { Description = "Say what would be stopped, stop nothing." };
+        foreach (var o in new Option[] { turnOff, force, timeout, runDir, whatIf }) cmd.Options.Add(o);
+        cmd.Arguments.Add(names);
+        ctx.SetAction(cmd, async (parse, run, ct) =>
+        {
+            var patterns = parse.GetValue(names)!;
+            var found = GuestStopper.Find(patterns, parse.GetValue(runDir));
+            foreach (var p in patterns.Where(p => !Wildcard.ContainsWildcard(p) && !found.Any(g => new Wildcard(p).IsMatch(g.Name))))
+                run.Error(new KvmOcException(ErrorKind.NotFound, "GuestNotFound", $"No guest named '{p}' is running.", p, "kvmoc guest list shows the guests that run."));
+            var options = new GuestStopOptions { TurnOff = parse.GetValue(turnOff), Force = parse.GetValue(force), Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)) };
+            var stopped = new List<KvmGuest>();
+            foreach (var g in found)
+            {
+                if (parse.GetValue(whatIf)) { run.Err.WriteLine($"What if: {GuestStopper.Describe(g, options)} on {g.Name}"); continue; }
+                try { stopped.Add((await GuestStopper.StopAsync(g, options, run, ct).ConfigureAwait(false)).Guest); }
+                catch (KvmOcException e) { run.Error(e); }
+            }
+            if (stopped.Count > 0) run.WriteResults(stopped, StopColumns);
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,434 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+
+namespace KvmOvercommit.Engine.Qemu;
+
+/// <summary>Which accelerator QEMU uses.</summary>
+public enum GuestAccelerator
+{
+    /// <summary>KVM where /dev/kvm is usable, else TCG (with a warning).</summary>
+    Auto,
+    /// <summary>Hardware virtualization through /dev/kvm.</summary>
+    Kvm,
+    /// <summary>QEMU's software emulation (slow, works everywhere).</summary>
+    Tcg,
+}
+
+/// <summary>How the guest's NIC is connected.</summary>
+public enum GuestNetwork
+{
+    /// <summary>QEMU user-mode networking (like the blog's -net user).</summary>
+    User,
+    /// <summary>A tap device, on a bridge when Bridge is given.</summary>
+    Tap,
+    /// <summary>No NIC.</summary>
+    None,
+}
+
+/// <summary>What Start-KvmGuest asks for.</summary>
+public sealed class GuestStartOptions
+{
+    public string? Name { get; set; }
+    public string? DiskPath { get; set; }
+    public long MemoryMB { get; set; } = 1024;
+    public int CpuCount { get; set; } = 1;
+    public string MachineType { get; set; } = "pc";
+    public GuestAccelerator Accelerator { get; set; } = GuestAccelerator.Auto;
+    public int? VncDisplay { get; set; }
+    public bool NoVnc { get; set; }
+    public string VncAddress { get; set; } = "127.0.0.1";
+    public GuestNetwork Network { get; set; } = GuestNetwork.User;
+    public string? Bridge { get; set; }
+    public string? MacAddress { get; set; }
+    public bool Balloon { get; set; } = true;
+    public string? Kernel { get; set; }
+    public string? Initrd { get; set; }
+    public string? KernelArguments { get; set; }
+    public string[] ExtraArgument { get; set; } = Array.Empty<string>();
+
+    /// <summary>The folder under which the guest's run directory (&lt;RunDirectory&gt;/&lt;Name&gt;) is made; default <see cref="GuestLauncher.DefaultRunRoot"/>.</summary>
+    public string? RunDirectory { get; set; }
+
+    public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    public string QemuPath { get; set; } = "qemu-system-x86_64";
+}
+
+/// <summary>What starting a guest will do: the exact QEMU command line and where its files go. Nothing is started yet.</summary>
+public sealed class GuestLaunchPlan
+{
+    public string Name { get; set; } = "";
+    public string Executable { get; set; } = "";
+    public string[] Arguments { get; set; } = Array.Empty<string>();
+    public string RunDirectory { get; set; } = "";
+    public string QmpSocket { get; set; } = "";
+    public string PidFile { get; set; } = "";
+    public string SerialLog { get; set; } = "";
+    public string Accelerator { get; set; } = "";
+    public int? VncDisplay { get; set; }
+    public string[] Disks { get; set; } = Array.Empty<string>();
+    public long MemoryMB { get; set; }
+    public int CpuCount { get; set; }
+    public string? MacAddress { get; set; }
+    public TimeSpan StartTimeout { get; set; }
+
+    /// <summary>A run directory of a guest that no longer runs is in the way and will be cleared.</summary>
+    public bool StaleRunDirectory { get; set; }
+
+    /// <summary>The command line as a shell would need it (for -Verbose and -WhatIf; QEMU itself gets the array).</summary>
+    public string CommandLine => string.Join(' ', new[] { Executable }.Concat(Arguments).Select(ShellQuote));
+
+    static string ShellQuote(string s) => s.Length > 0 && s.All(c => char.IsAsciiLetterOrDigit(c) || "-_./:=,+@%".Contains(c)) ? s : "'" + s.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+}
+
+/// <summary>
+/// Starts QEMU guests: plans the argument array (never a shell string; option values escaped for QEMU's comma syntax),
+/// then launches QEMU with -daemonize so the guest outlives the shell, one run directory per guest (qmp.sock, qemu.pid,
+/// serial.log, cmdline.json), and returns once QMP answers. A failed start leaves nothing running and no run directory.
+/// </summary>
+public static class GuestLauncher
+{
+    /// <summary>File names inside a run directory.</summary>
+    public const string QmpFile = "qmp.sock", PidFileName = "qemu.pid", SerialFile = "serial.log", CommandLineFile = "cmdline.json";
+
+    internal static readonly string[] RunFiles = { QmpFile, PidFileName, SerialFile, CommandLineFile };
+
+    /// <summary>/run/kvmovercommit as root, else $XDG_RUNTIME_DIR/kvmovercommit, else /tmp/kvmovercommit-&lt;uid&gt;.</summary>
+    public static string DefaultRunRoot
+    {
+        get
+        {
+            if (geteuid() == 0) return "/run/kvmovercommit";
+            var xdg = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
+            return !string.IsNullOrEmpty(xdg) ? Path.Combine(xdg, "kvmovercommit") : $"/tmp/kvmovercommit-{geteuid()}";
+        }
+    }
+
+    /// <summary>Decides everything about the start and checks what can be checked without starting anything.</summary>
+    public static GuestLaunchPlan Plan(GuestStartOptions o, IOperationObserver observer, HostRoots? roots = null)
+    {
+        roots ??= HostRoots.Default;
+        var disk = o.DiskPath is null ? null : Path.GetFullPath(o.DiskPath);
+        var name = o.Name ?? (disk is null ? null : Path.GetFileNameWithoutExtension(disk));
+        if (string.IsNullOrWhiteSpace(name))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "GuestNameRequired", "A guest needs a name: give -Name, or a disk whose file name becomes the name.", null, "Start-KvmGuest -Name web1 …");
+        if (name.Contains('/') || name.Any(char.IsControl) || name is "." or "..")
+            throw new KvmOcException(ErrorKind.InvalidArgument, "GuestNameInvalid", $"The guest name '{name}' cannot contain '/' or control characters (it names the run directory).", name);
+        if (o.MemoryMB < 16) throw new KvmOcException(ErrorKind.InvalidArgument, "MemoryTooSmall", $"-MemoryMB {o.MemoryMB} is too small (at least 16).", o.MemoryMB);
+        if (o.CpuCount < 1) throw new KvmOcException(ErrorKind.InvalidArgument, "CpuCountInvalid", $"-CpuCount {o.CpuCount} must be at least 1.", o.CpuCount);
+
+        var qemu = ToolRunner.Which(o.QemuPath) ?? throw new KvmOcException(ErrorKind.NotInstalled, "QemuNotInstalled",
+            $"'{o.QemuPath}' is not installed.", o.QemuPath, "Install it: apt-get install qemu-system-x86");
+
+        if (disk is not null && !File.Exists(disk))
+            throw new KvmOcException(ErrorKind.NotFound, "DiskNotFound", $"The disk '{disk}' of guest '{name}' does not exist.", disk, "Create it first, e.g. New-QcowOverlay -BackingPath base.qcow2.");
+        string? kernel = o.Kernel is null ? null : Path.GetFullPath(o.Kernel), initrd = o.Initrd is null ? null : Path.GetFullPath(o.Initrd);
+        if (kernel is null && (initrd is not null || o.KernelArguments is not null))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "KernelRequired", "-Initrd and -KernelArguments need -Kernel (direct kernel boot).", name);
+        foreach (var f in new[] { kernel, initrd })
+            if (f is not null && !File.Exists(f))
+                throw new KvmOcException(ErrorKind.NotFound, "BootFileNotFound", $"'{f}' does not exist.", f, "Get-KvmTinyGuest returns a kernel and an initramfs that exist.");
+        if (disk is null && kernel is null)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "NothingToBoot", $"Guest '{name}' has neither a disk nor a kernel to boot.", name, "Give -DiskPath, or -Kernel/-Initrd (Get-KvmTinyGuest | Start-KvmGuest -Name t1).");
+        if (o.Bridge is not null && o.Network != GuestNetwork.Tap)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "BridgeNeedsTap", "-Bridge needs -Network Tap.", o.Bridge);
+        var mac = o.MacAddress ?? (o.Network == GuestNetwork.None ? null : MacFor(name));
+        if (mac is not null && !System.Text.RegularExpressions.Regex.IsMatch(mac, "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "MacAddressInvalid", $"'{mac}' is not a MAC address like 52:54:00:12:34:56.", mac);
+
+        var runDir = Path.Combine(Path.GetFullPath(o.RunDirectory ?? DefaultRunRoot), name);
+        var qmp = Path.Combine(runDir, QmpFile);
+        if (Encoding.UTF8.GetByteCount(qmp) > 107)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "RunDirectoryTooLong", $"The QMP socket path '{qmp}' is longer than a unix socket allows (107 bytes).", qmp, "Give a shorter -RunDirectory or -Name.");
+
+        var scanner = new QemuProcessScanner(roots);
+        var running = scanner.Scan();
+        var byName = running.FirstOrDefault(p => p.Name == name);
+        if (byName is not null)
+            throw new KvmOcException(ErrorKind.ResourceExists, "GuestNameTaken", $"A guest named '{name}' is already running (pid {byName.Id}).", name, "Choose another -Name, or Stop-KvmGuest it first.");
+        bool stale = false;
+        if (Directory.Exists(runDir))
+        {
+            var pid = ReadPid(Path.Combine(runDir, PidFileName));
+            if (pid is not null && scanner.Read(pid.Value) is not null)
+                throw new KvmOcException(ErrorKind.ResourceExists, "GuestNameTaken", $"The run directory '{runDir}' belongs to a running QEMU (pid {pid}).", name, "Choose another -Name, or Stop-KvmGuest it first.");
+            stale = true;
+        }
+
+        var accel = ResolveAccelerator(o.Accelerator, roots, observer);
+        int? vnc = null;
+        if (!o.NoVnc)
+        {
+            var taken = TakenVncDisplays(running, roots);
+            if (o.VncDisplay is { } want)
+            {
+                if (want < 0 || want > 59635) throw new KvmOcException(ErrorKind.InvalidArgument, "VncDisplayInvalid", $"VNC display {want} is out of range.", want);
+                if (taken.Contains(want))
+                    throw new KvmOcException(ErrorKind.ResourceExists, "VncDisplayTaken", $"VNC display :{want} (port {5900 + want}) is already in use.", want, "Leave -VncDisplay out to get a free one, or use -NoVnc.");
+                vnc = want;
+            }
+            else
+            {
+                vnc = Enumerable.Range(0, 1000).First(d => !taken.Contains(d));
+            }
+        }
+
+        var args = new List<string>
+        {
+            "-name", "guest=" + QemuOptionString.Escape(name),
+            "-machine", QemuOptionString.Escape(o.MachineType),
+            "-accel", accel,
+            "-m", o.MemoryMB.ToString(CultureInfo.InvariantCulture),
+            "-smp", o.CpuCount.ToString(CultureInfo.InvariantCulture),
+            "-nodefaults",
+        };
+        if (accel == "kvm") args.AddRange(new[] { "-cpu", "host" });
+        args.AddRange(new[]
+        {
+            "-qmp", $"unix:{QemuOptionString.Escape(qmp)},server=on,wait=off",
+            "-pidfile", Path.Combine(runDir, PidFileName),
+            "-serial", "file:" + Path.Combine(runDir, SerialFile),
+            "-display", "none",
+        });
+        if (vnc is not null) args.AddRange(new[] { "-vnc", $"{o.VncAddress}:{vnc}" });
+        if (disk is not null)
+            args.AddRange(new[] { "-drive", $"file={QemuOptionString.Escape(disk)},format={DiskFormat(disk)},if=virtio" });
+        switch (o.Network)
+        {
+            case GuestNetwork.User:
+                args.AddRange(new[] { "-netdev", "user,id=net0", "-device", $"virtio-net-pci,netdev=net0,mac={mac},romfile=" });
+                break;
+            case GuestNetwork.Tap:
+                args.AddRange(new[] { "-netdev", o.Bridge is null ? "tap,id=net0" : "bridge,id=net0,br=" + QemuOptionString.Escape(o.Bridge), "-device", $"virtio-net-pci,netdev=net0,mac={mac},romfile=" });
+                break;
+        }
+        if (o.Balloon) args.AddRange(new[] { "-device", "virtio-balloon-pci,id=balloon0" });
+        if (kernel is not null)
+        {
+            args.AddRange(new[] { "-kernel", kernel });
+            if (initrd is not null) args.AddRange(new[] { "-initrd", initrd });
+            var append = o.KernelArguments ?? "";
+            if (!append.Contains("console=", StringComparison.Ordinal)) append = ("console=ttyS0 " + append).Trim();
+            args.AddRange(new[] { "-append", append });
+        }
+        args.AddRange(o.ExtraArgument);
+        args.Add("-daemonize");
+
+        return new GuestLaunchPlan
+        {
+            Name = name,
+            Executable = qemu,
+            Arguments = args.ToArray(),
+            RunDirectory = runDir,
+            QmpSocket = qmp,
+            PidFile = Path.Combine(runDir, PidFileName),
+            SerialLog = Path.Combine(runDir, SerialFile),
+            Accelerator = accel,
+            VncDisplay = vnc,
+            Disks = disk is null ? Array.Empty<string>() : new[] { disk },
+            MemoryMB = o.MemoryMB,
+            CpuCount = o.CpuCount,
+            MacAddress = mac,
+            StaleRunDirectory = stale,
+            StartTimeout = o.StartTimeout,
+        };
+    }
+
+    /// <summary>Starts the planned guest and returns it once QMP answers. On failure nothing is left running.</summary>
+    public static async Task<KvmGuest> StartAsync(GuestLaunchPlan plan, IOperationObserver observer, CancellationToken ct = default, HostRoots? roots = null)
+    {
+        roots ??= HostRoots.Default;
+        observer.Verbose($"Starting guest '{plan.Name}': {plan.CommandLine}");
+        try
+        {
+            if (plan.StaleRunDirectory)
+            {
+                observer.Verbose($"Removing the stale run directory '{plan.RunDirectory}' of a guest that no longer runs.");
+                RemoveRunDirectory(plan.RunDirectory);
+            }
+            var parent = Path.GetDirectoryName(plan.RunDirectory)!;
+            Directory.CreateDirectory(parent);
+            Directory.CreateDirectory(plan.RunDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute);
+            File.WriteAllText(Path.Combine(plan.RunDirectory, CommandLineFile), JsonSerializer.Serialize(new[] { plan.Executable }.Concat(plan.Arguments).ToArray()));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw KvmOcException.FromIo(e, "RunDirectoryFailed", $"Cannot create the run directory '{plan.RunDirectory}'", plan.RunDirectory);
+        }
+
+        int? pid = null;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(plan.StartTimeout);
+            ToolResult r;
+            try
+            {
+                r = await ToolRunner.RunAsync(plan.Executable, plan.Arguments, plan.RunDirectory, timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw new KvmOcException(ErrorKind.Timeout, "GuestStartTimeout", $"QEMU did not finish starting guest '{plan.Name}' within {plan.StartTimeout.TotalSeconds:0} s.", plan.Name);
+            }
+            pid = ReadPid(plan.PidFile);
+            if (r.ExitCode != 0)
+                throw StartFailure(plan, r.Message);
+            if (pid is null)
+                throw new KvmOcException(ErrorKind.InvalidOperation, "GuestStartFailed", $"QEMU exited for guest '{plan.Name}' without writing its pid file: {r.Message}", plan.Name);
+                        await using var qmp = await QmpClient.ConnectAsync(plan.QmpSocket, plan.StartTimeout, ct).ConfigureAwait(false);
+            var status = await qmp.ExecuteAsync("query-status", null, ct).ConfigureAwait(false);
+            var guest = new KvmGuest
+            {
+                Name = plan.Name,
+                Id = pid.Value,
+                MemoryMB = plan.MemoryMB,
+                CpuCount = plan.CpuCount,
+                Disks = plan.Disks,
+                VncDisplay = plan.VncDisplay,
+                QmpSocket = plan.QmpSocket,
+                Accelerator = plan.Accelerator,
+                StartTime = new QemuProcessScanner(roots).Read(pid.Value)?.StartTime ?? DateTimeOffset.UtcNow,
+                RunDirectory = plan.RunDirectory,
+                State = status.TryGetProperty("status", out var s) ? s.GetString() : null,
+                SerialLog = plan.SerialLog,
+                MacAddress = plan.MacAddress,
+            };
+            guest.Uptime = DateTimeOffset.UtcNow - guest.StartTime;
+            observer.Verbose($"Guest '{plan.Name}' runs as pid {pid} ({guest.State}); QMP {plan.QmpSocket}");
+            return guest;
+        }
+        catch (Exception e)
+        {
+            if (pid is { } p) Kill(roots, p);
+            RemoveRunDirectory(plan.RunDirectory);
+            if (e is KvmOcException or OperationCanceledException) throw;
+            throw KvmOcException.FromIo(e, "GuestStartFailed", $"Starting guest '{plan.Name}' failed", plan.Name);
+        }
+    }
+
+    /// <summary>Waits between pipeline items (the blog's `sleep 60`), reporting progress every second.</summary>
+    public static async Task StaggerAsync(TimeSpan delay, string nextName, IOperationObserver observer, CancellationToken ct)
+    {
+        var end = DateTime.UtcNow + delay;
+        try
+        {
+            while (true)
+            {
+                var left = end - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero) break;
+                int pct = delay.TotalSeconds > 0 ? (int)(100 * (1 - left.TotalSeconds / delay.TotalSeconds)) : 100;
+                observer.Progress(new ProgressInfo("Staggering guest starts", $"Starting '{nextName}' in {Math.Ceiling(left.TotalSeconds):0} s", pct, (int)Math.Ceiling(left.TotalSeconds), 2));
+                await Task.Delay(left < TimeSpan.FromSeconds(1) ? left : TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            observer.Progress(new ProgressInfo("Staggering guest starts", "Done", 100, 0, 2, Completed: true));
+        }
+    }
+
+    static KvmOcException StartFailure(GuestLaunchPlan plan, string qemuMessage)
+    {
+        var m = qemuMessage;
+        var kind = m.Contains("lock", StringComparison.OrdinalIgnoreCase) ? ErrorKind.ResourceBusy
+            : m.Contains("Address already in use", StringComparison.OrdinalIgnoreCase) ? ErrorKind.ResourceExists
+            : m.Contains("No such file", StringComparison.OrdinalIgnoreCase) || m.Contains("Could not open", StringComparison.OrdinalIgnoreCase) ? ErrorKind.NotFound
+            : m.Contains("Permission denied", StringComparison.OrdinalIgnoreCase) ? ErrorKind.PermissionDenied
+            : ErrorKind.InvalidOperation;
+        return new KvmOcException(kind, "QemuStartFailed", $"QEMU could not start guest '{plan.Name}': {m}", plan.Name,
+            kind == ErrorKind.ResourceBusy ? "Another QEMU uses the disk; give each guest its own overlay (New-QcowOverlay)." : "Run with -Verbose to see the exact QEMU command line.");
+    }
+
+    /// <summary>kvm when /dev/kvm can be opened read-write, else tcg (Auto warns; Kvm fails).</summary>
+    public static string ResolveAccelerator(GuestAccelerator wanted, HostRoots roots, IOperationObserver observer)
+    {
+        if (wanted == GuestAccelerator.Tcg) return "tcg";
+        var dev = Path.Combine(roots.Dev, "kvm");
+        bool usable = access(dev, 6 /* R_OK|W_OK */) == 0;
+        if (usable) return "kvm";
+        if (wanted == GuestAccelerator.Kvm)
+            throw new KvmOcException(ErrorKind.NotFound, "KvmNotAvailable", $"{dev} is missing or not usable, so -Accelerator Kvm cannot work.", dev,
+                "Enable virtualization in the firmware and load kvm_intel/kvm_amd, add the user to the kvm group, or use -Accelerator Tcg.");
+        observer.Warning($"{dev} is not usable: guests run under TCG emulation, much slower than KVM.");
+        return "tcg";
+    }
+
+    static HashSet<int> TakenVncDisplays(IEnumerable<KvmGuest> running, HostRoots roots)
+    {
+        var taken = running.Where(p => p.VncDisplay is not null).Select(p => p.VncDisplay!.Value).ToHashSet();
+        foreach (var f in new[] { "tcp", "tcp6" })
+        {
+            try
+            {
+                foreach (var line in File.ReadLines(Path.Combine(roots.Proc, "net", f)).Skip(1))
+                {
+                    var cols = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    if (cols.Length < 4 || cols[3] != "0A") continue; // LISTEN
+                    var port = int.Parse(cols[1][(cols[1].LastIndexOf(':') + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                    if (port >= 5900 && port < 5900 + 1000) taken.Add(port - 5900);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { }
+        }
+        return taken;
+    }
+
+    /// <summary>qcow2 by its magic, else raw (given explicitly so QEMU does not probe and warn).</summary>
+    static string DiskFormat(string path)
+    {
+        try
+        {
+            using var f = File.OpenRead(path);
+            Span<byte> magic = stackalloc byte[4];
+            return f.Read(magic) == 4 && magic.SequenceEqual(new byte[] { 0x51, 0x46, 0x49, 0xfb }) ? "qcow2" : "raw";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw KvmOcException.FromIo(e, "DiskUnreadable", $"Cannot read the disk '{path}'", path);
+        }
+    }
+
+    /// <summary>A stable, locally administered MAC (52:54:00 is QEMU's prefix) derived from the guest name.</summary>
+    public static string MacFor(string name)
+    {
+        var h = SHA256.HashData(Encoding.UTF8.GetBytes(name));
+        return $"52:54:00:{h[0]:x2}:{h[1]:x2}:{h[2]:x2}";
+    }
+
+    internal static int? ReadPid(string pidFile)
+    {
+        try
+        {
+            return int.TryParse(File.ReadAllText(pidFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) ? pid : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>Removes the files a run directory holds and the directory when it is then empty. Never touches disks.</summary>
+    internal static void RemoveRunDirectory(string runDir)
+    {
+        try
+        {
+            foreach (var f in RunFiles)
+            {
+                var p = Path.Combine(runDir, f);
+                if (File.Exists(p)) File.Delete(p);
+            }
+            if (Directory.Exists(runDir) && !Directory.EnumerateFileSystemEntries(runDir).Any()) Directory.Delete(runDir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
+    internal static void Kill(HostRoots roots, int pid)
+    {
+        if (new QemuProcessScanner(roots).Read(pid) is null) return;
+        kill(pid, 9);
+        for (int i = 0; i < 100 && ProcessLiveness.IsAlive(roots, pid, null); i++) Thread.Sleep(20);
+    }
+
+    [DllImport("libc")] static extern uint geteuid();
+    [DllImport("libc", SetLastError = true)] static extern int access(string path, int mode);
+    [DllImport("libc", SetLastError = true)] internal static extern int kill(int pid, int sig);
+}

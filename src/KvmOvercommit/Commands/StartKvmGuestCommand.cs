@@ -1,0 +1,172 @@
+using System.Management.Automation;
+using KvmOvercommit.Engine.Qemu;
+
+namespace KvmOvercommit.Commands;
+
+/// <summary>Starts a QEMU guest detached from the shell, with a QMP socket, and returns once QMP answers.</summary>
+/// <remarks>
+/// QEMU is launched with an argument array (never a shell string; option values escaped for QEMU's comma syntax) and
+/// -daemonize, so guests outlive the PowerShell session. Each guest gets a run directory &lt;RunDirectory&gt;/&lt;Name&gt;
+/// (default /run/kvmovercommit as root, else $XDG_RUNTIME_DIR/kvmovercommit) holding qmp.sock, qemu.pid, serial.log and
+/// cmdline.json. A disk piped in from New-QcowOverlay or Get-ChildItem binds to -DiskPath; the guest name defaults to
+/// the disk's file name without extension. A taken name or VNC display is refused; a missing disk is an error; when
+/// QEMU fails, the error carries QEMU's own message and nothing is left running. -StaggerSeconds waits between
+/// pipeline items (not before the first), like the blog's `sleep 60`. -Verbose shows the exact command line; -WhatIf
+/// shows it and starts nothing.
+/// </remarks>
+/// <example>
+/// <code>1..30 | % { "win7-$_.qcow2" } | New-QcowOverlay -BackingPath win7-base.qcow2 | Start-KvmGuest -MemoryMB 4048 -CpuCount 2 -StaggerSeconds 60</code>
+/// <para>The blog's experiment: 30 guests on overlays of one base image, one a minute.</para>
+/// </example>
+/// <example>
+/// <code>Get-KvmTinyGuest | Start-KvmGuest -Name tiny1 -MemoryMB 128 -KernelArguments 'kvmoc.fill=64,1' -PassThru</code>
+/// <para>Boots the tiny test guest and returns it.</para>
+/// </example>
+/// <example>
+/// <code>Start-KvmGuest -DiskPath web1.qcow2 -Network Tap -Bridge br0 -WhatIf -Verbose</code>
+/// <para>Shows the QEMU command line for a bridged guest without starting it.</para>
+/// </example>
+[Cmdlet(VerbsLifecycle.Start, "KvmGuest", SupportsShouldProcess = true)]
+[OutputType(typeof(KvmGuest))]
+public sealed class StartKvmGuestCommand : KvmCmdlet
+{
+    int _launched;
+
+    /// <summary>The disk image to boot (qcow2 or raw); from the pipeline by property name Path or FullName.</summary>
+    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("Path", "FullName")]
+    [ValidateNotNullOrEmpty]
+    public string? DiskPath { get; set; }
+
+    /// <summary>The guest name (QEMU's -name guest=…); default: the disk's file name without extension.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Name { get; set; }
+
+    /// <summary>Guest RAM in MiB.</summary>
+    [Parameter]
+    [ValidateRange(16, 16L * 1024 * 1024)]
+    public long MemoryMB { get; set; } = 1024;
+
+    /// <summary>Number of vCPUs.</summary>
+    [Parameter]
+    [ValidateRange(1, 1024)]
+    public int CpuCount { get; set; } = 1;
+
+    /// <summary>QEMU machine type (e.g. pc, q35, pc-i440fx-7.2).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string MachineType { get; set; } = "pc";
+
+    /// <summary>Auto (KVM where /dev/kvm is usable, else TCG with a warning), Kvm or Tcg.</summary>
+    [Parameter]
+    public GuestAccelerator Accelerator { get; set; } = GuestAccelerator.Auto;
+
+    /// <summary>VNC display number (port 5900 + N); default: a free one.</summary>
+    [Parameter]
+    [ValidateRange(0, 59635)]
+    public int? VncDisplay { get; set; }
+
+    /// <summary>Start without VNC.</summary>
+    [Parameter]
+    public SwitchParameter NoVnc { get; set; }
+
+    /// <summary>The address VNC listens on (default 127.0.0.1; 0.0.0.0 for every interface, as the blog's -vnc :N).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string VncAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>User (QEMU user-mode networking), Tap (with -Bridge: on that bridge) or None.</summary>
+    [Parameter]
+    public GuestNetwork Network { get; set; } = GuestNetwork.User;
+
+    /// <summary>The bridge for -Network Tap (uses qemu-bridge-helper).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Bridge { get; set; }
+
+    /// <summary>The NIC's MAC address; default: a stable 52:54:00:xx:xx:xx derived from the name.</summary>
+    [Parameter]
+    [ValidatePattern("^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")]
+    public string? MacAddress { get; set; }
+
+    /// <summary>Add a virtio balloon device (on by default, like the blog); -Balloon $false leaves it out.</summary>
+    [Parameter]
+    public bool Balloon { get; set; } = true;
+
+    /// <summary>A kernel to boot directly (QEMU's -kernel); binds by property name from Get-KvmTinyGuest.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string? Kernel { get; set; }
+
+    /// <summary>The initramfs for -Kernel; binds by property name from Get-KvmTinyGuest.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string? Initrd { get; set; }
+
+    /// <summary>The kernel command line for -Kernel (console=ttyS0 is added unless a console= is given).</summary>
+    [Parameter]
+    public string? KernelArguments { get; set; }
+
+    /// <summary>Extra QEMU arguments, appended as they are (one array element per argument).</summary>
+    [Parameter]
+    public string[] ExtraArgument { get; set; } = Array.Empty<string>();
+
+    /// <summary>Seconds to wait between guests of one pipeline (not before the first).</summary>
+    [Parameter]
+    [ValidateRange(0, 86400)]
+    public int StaggerSeconds { get; set; }
+
+    /// <summary>The folder under which each guest's run directory &lt;RunDirectory&gt;/&lt;Name&gt; is made.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? RunDirectory { get; set; }
+
+    /// <summary>How long to wait for QEMU to start and QMP to answer, in seconds.</summary>
+    [Parameter]
+    [ValidateRange(1, 3600)]
+    public int TimeoutSeconds { get; set; } = 30;
+
+    /// <summary>Return the started guest.</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    /// <inheritdoc />
+    protected override void ProcessRecord()
+    {
+        var options = new GuestStartOptions
+        {
+            Name = Name,
+            DiskPath = DiskPath is null ? null : ResolvePath(DiskPath),
+            MemoryMB = MemoryMB,
+            CpuCount = CpuCount,
+            MachineType = MachineType,
+            Accelerator = Accelerator,
+            VncDisplay = VncDisplay,
+            NoVnc = NoVnc,
+            VncAddress = VncAddress,
+            Network = Network,
+            Bridge = Bridge,
+            MacAddress = MacAddress,
+            Balloon = Balloon,
+            Kernel = Kernel is null ? null : ResolvePath(Kernel),
+            Initrd = Initrd is null ? null : ResolvePath(Initrd),
+            KernelArguments = KernelArguments,
+            ExtraArgument = ExtraArgument,
+            RunDirectory = RunDirectory is null ? null : ResolvePath(RunDirectory),
+            StartTimeout = TimeSpan.FromSeconds(TimeoutSeconds),
+        };
+        Invoke(() =>
+        {
+            var plan = GuestLauncher.Plan(options, SyncObserver);
+            if (!ShouldProcess(plan.Name, $"Start QEMU guest: {plan.CommandLine}")) return;
+            bool stagger = _launched++ > 0 && StaggerSeconds > 0;
+            InvokeAsync(async (observer, emit, ct) =>
+            {
+                if (stagger) await GuestLauncher.StaggerAsync(TimeSpan.FromSeconds(StaggerSeconds), plan.Name, observer, ct).ConfigureAwait(false);
+                var guest = await GuestLauncher.StartAsync(plan, observer, ct).ConfigureAwait(false);
+                if (PassThru) emit(guest);
+            });
+        });
+    }
+}

@@ -11,13 +11,17 @@
     FormatsToProcess     = @('KvmOvercommit.format.ps1xml')
     TypesToProcess       = @('KvmOvercommit.types.ps1xml')
     CmdletsToExport      = @(
+        'Get-KsmProcess'
+        'Get-KsmStat'
         'Get-KvmGuest'
         'Get-KvmGuestMemory'
         'Get-KvmTinyGuest'
         'Measure-KvmGuestIops'
+        'Set-KsmTuning'
         'Set-KvmGuestMemory'
         'Start-KvmGuest'
         'Stop-KvmGuest'
+        'Watch-KsmStat'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -17,6 +17,24 @@ internal static class KsmFile
         catch (IOException e) when (e.HResult == Errno.ESRCH || Errno.FromHResult(e.HResult) == Errno.ESRCH) { return null; }
     }
 
+    /// <summary>
+    /// Reads a small file (a sysfs value) with one open/read/close into <paramref name="buffer"/>; null when it does
+    /// not exist or is not readable (write-only sysfs files).
+    /// </summary>
+    public static string? TryReadSmall(string path, byte[] buffer)
+    {
+        try
+        {
+            using var h = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+            int total = 0, n;
+            while (total < buffer.Length && (n = RandomAccess.Read(h, buffer.AsSpan(total), total)) > 0) total += n;
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, total);
+        }
+        catch (FileNotFoundException) { return null; }
+        catch (DirectoryNotFoundException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
     public static long? ParseLong(string? text)
     {
         if (text is null) return null;

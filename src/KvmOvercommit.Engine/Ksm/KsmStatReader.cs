@@ -19,9 +19,10 @@ public static class KsmStatReader
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         try
         {
+            var buffer = new byte[4096];
             foreach (var path in Directory.EnumerateFiles(dir))
             {
-                var text = KsmFile.TryRead(path);
+                var text = KsmFile.TryReadSmall(path, buffer);
                 if (text is not null) files[Path.GetFileName(path)] = text.Trim();
             }
         }

@@ -1,0 +1,65 @@
+using System.Management.Automation;
+using KvmOvercommit.Engine.Ksm;
+
+namespace KvmOvercommit.Commands;
+
+/// <summary>Samples KSM repeatedly and reports merge and scan rates, savings growth and ksmd's CPU use.</summary>
+/// <remarks>
+/// Each sample carries the reading and its deltas against the previous one with the exact elapsed time: pages
+/// merged per second, pages scanned per second, full scans, general-profit change, and the ksmd thread's CPU percent
+/// (from its utime+stime in /proc). Runs for -Count samples, for -Duration, until the savings stop growing
+/// (-UntilStable), or until Ctrl+C. Shows progress while it runs.
+/// </remarks>
+/// <example>
+/// <code>Watch-KsmStat -IntervalSeconds 5 -Count 12</code>
+/// <para>One minute of samples, every five seconds.</para>
+/// </example>
+/// <example>
+/// <code>Set-KsmTuning -Profile Aggressive -Run Merge; Watch-KsmStat -UntilStable | Select-Object -Last 1</code>
+/// <para>Tunes KSM and waits until it has merged all it can; shows the final sample.</para>
+/// </example>
+[Cmdlet(VerbsCommon.Watch, "KsmStat")]
+[OutputType(typeof(KsmSample))]
+public sealed class WatchKsmStatCommand : KvmCmdlet
+{
+    /// <summary>Seconds between samples (default 1).</summary>
+    [Parameter]
+    [ValidateRange(0.01, 86400.0)]
+    public double IntervalSeconds { get; set; } = 1;
+
+    /// <summary>Stop after this many samples.</summary>
+    [Parameter]
+    [ValidateRange(1, int.MaxValue)]
+    public int? Count { get; set; }
+
+    /// <summary>Stop after this much time (e.g. 00:05:00 or (New-TimeSpan -Minutes 5)).</summary>
+    [Parameter]
+    public TimeSpan? Duration { get; set; }
+
+    /// <summary>Stop when the savings stop growing (no growth for -StableSamples samples, with a full scan completed meanwhile while KSM merges).</summary>
+    [Parameter]
+    public SwitchParameter UntilStable { get; set; }
+
+    /// <summary>How many samples without growth count as stable (default 3).</summary>
+    [Parameter]
+    [ValidateRange(1, 1000)]
+    public int StableSamples { get; set; } = 3;
+
+    /// <inheritdoc />
+    protected override void ProcessRecord()
+    {
+        var options = new KsmWatchOptions
+        {
+            Interval = TimeSpan.FromSeconds(IntervalSeconds),
+            Count = Count,
+            Duration = Duration,
+            UntilStable = UntilStable,
+            StableSamples = StableSamples,
+        };
+        InvokeAsync(async (observer, emit, ct) =>
+        {
+            await foreach (var sample in new KsmWatcher(observer: observer).WatchAsync(options, ct).ConfigureAwait(false))
+                emit(sample);
+        }, terminating: true);
+    }
+}

@@ -279,6 +279,7 @@ public static class GuestLauncher
                 throw new KvmOcException(ErrorKind.InvalidOperation, "GuestStartFailed", $"QEMU exited for guest '{plan.Name}' without writing its pid file: {r.Message}", plan.Name);
                         await using var qmp = await QmpClient.ConnectAsync(plan.QmpSocket, plan.StartTimeout, ct).ConfigureAwait(false);
             var status = await qmp.ExecuteAsync("query-status", null, ct).ConfigureAwait(false);
+            var seen = new QemuProcessScanner(roots).Read(pid.Value);
             var guest = new KvmGuest
             {
                 Name = plan.Name,
@@ -289,7 +290,10 @@ public static class GuestLauncher
                 VncDisplay = plan.VncDisplay,
                 QmpSocket = plan.QmpSocket,
                 Accelerator = plan.Accelerator,
-                StartTime = new QemuProcessScanner(roots).Read(pid.Value)?.StartTime ?? DateTimeOffset.UtcNow,
+                StartTime = seen?.StartTime ?? DateTimeOffset.UtcNow,
+                RssBytes = seen?.RssBytes,
+                SwapBytes = seen?.SwapBytes,
+                CpuTime = seen?.CpuTime,
                 RunDirectory = plan.RunDirectory,
                 State = status.TryGetProperty("status", out var s) ? s.GetString() : null,
                 SerialLog = plan.SerialLog,

@@ -254,4 +254,44 @@ public class GuestLifecycleTests(ITestOutputHelper output)
         Assert.Contains(obs.Warnings, w => w.Contains("SIGTERM"));
         Assert.Empty(f.Running());
     }
+
+    [SkippableFact]
+    public async Task A_Hung_Qemu_Is_Refused_Without_Force_And_Killed_With_It()
+    {
+        using var f = await GuestFixture.CreateAsync();
+        var o = f.TinyOptions(f.Name("hung"));
+        o.NoVnc = true;
+        var g = await f.StartAsync(o);
+        GuestLauncher.kill(g.Id, 19); // SIGSTOP: QMP never greets, SIGTERM stays pending
+        try
+        {
+            var stopOptions = new GuestStopOptions { Timeout = TimeSpan.FromSeconds(1), QuitTimeout = TimeSpan.FromSeconds(1) };
+            var e = await Assert.ThrowsAsync<KvmOcException>(() => GuestStopper.StopAsync(g, stopOptions, NullObserver.Instance));
+            Assert.Equal("GuestStopTimeout", e.ErrorId);
+            Assert.Contains("-Force", e.Hint);
+            Assert.True(ProcessLiveness.IsAlive(HostRoots.Default, g.Id, null)); // no SIGKILL without -Force
+            Assert.True(Directory.Exists(g.RunDirectory));
+            stopOptions.Force = true;
+            var (_, method) = await GuestStopper.StopAsync(g, stopOptions, NullObserver.Instance);
+            Assert.Equal(GuestStopMethod.Kill, method);
+            Assert.False(ProcessLiveness.IsAlive(HostRoots.Default, g.Id, null));
+            Assert.False(Directory.Exists(g.RunDirectory));
+        }
+        finally
+        {
+            GuestLauncher.kill(g.Id, 18); // SIGCONT, so the fixture's SIGKILL is not left pending on a stopped process
+        }
+    }
+
+    [Fact]
+    public async Task Stagger_Waits_With_Progress()
+    {
+        var obs = new RecordingObserver();
+        var sw = Stopwatch.StartNew();
+        await GuestLauncher.StaggerAsync(TimeSpan.FromMilliseconds(1200), "next", obs, CancellationToken.None);
+        Assert.True(sw.Elapsed >= TimeSpan.FromMilliseconds(1150));
+        Assert.Contains(obs.Progresses, p => !p.Completed && p.Status.Contains("next"));
+        Assert.True(obs.Progresses[^1].Completed);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => GuestLauncher.StaggerAsync(TimeSpan.FromSeconds(30), "x", obs, new CancellationTokenSource(100).Token));
+    }
 }

@@ -95,3 +95,38 @@ public class TinyGuestTests(ITestOutputHelper output)
         return false;
     }
 }
+
+public class TinyGuestPrerequisiteTests
+{
+    [SkippableFact]
+    public void Static_And_Dynamic_Elf_Are_Told_Apart()
+    {
+        Skip.IfNot(File.Exists("/bin/busybox") && File.Exists("/bin/ls"));
+        Assert.False(TinyGuest.IsDynamicElf("/bin/busybox"));
+        Assert.True(TinyGuest.IsDynamicElf("/bin/ls"));
+    }
+
+    [Fact]
+    public async Task Missing_Or_Dynamic_Busybox_Says_What_To_Install()
+    {
+        using var d = new TempDir();
+        var missing = await Assert.ThrowsAsync<KvmOcException>(() => TinyGuest.GetAsync(new TinyGuestOptions { Busybox = d.File("busybox"), CacheRoot = d.Path }, NullObserver.Instance));
+        Assert.Equal(ErrorKind.NotInstalled, missing.Kind);
+        Assert.Contains("busybox-static", missing.Hint);
+        if (!File.Exists("/bin/ls")) return;
+        var dynamic = await Assert.ThrowsAsync<KvmOcException>(() => TinyGuest.GetAsync(new TinyGuestOptions { Busybox = "/bin/ls", CacheRoot = d.Path }, NullObserver.Instance));
+        Assert.Equal("BusyboxNotStatic", dynamic.ErrorId);
+        Assert.Contains("apt-get install busybox-static", dynamic.Hint);
+        Assert.Empty(Directory.GetFileSystemEntries(d.Path)); // nothing downloaded or written
+    }
+
+    [Fact]
+    public void Init_Script_Loads_Modules_In_Dependency_Order_And_Prints_The_Marker()
+    {
+        var script = TinyGuestInit.Render();
+        Assert.StartsWith("#!/bin/sh", script);
+        Assert.Contains("for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_balloon button evdev; do", script);
+        Assert.Contains("echo \"KVMOC-READY\"", script);
+        Assert.DoesNotContain("@", script.Replace("$@", ""));
+    }
+}

@@ -71,6 +71,40 @@ public class KsmHostTests
     }
 
     [SkippableFact]
+    public async Task Max_page_sharing_with_merged_pages_needs_force_which_unmerges_and_resumes_on_the_real_kernel()
+    {
+        RequireHost();
+        var before = KnobFiles();
+        var guard = new KsmSettingsGuard();
+        try
+        {
+            using var workloads = new KsmWorkloads(count: 2, sizeMb: 4, seed: 11);
+            var cur = KsmStatReader.Read();
+            new KsmTuner().Set(KsmTuning.ForProfile(KsmTuningProfile.Aggressive).With(new KsmTuning { AdvisorMode = cur.AdvisorMode is null ? null : "none", Run = KsmRunState.Merging }));
+            await foreach (var s in new KsmWatcher().WatchAsync(new KsmWatchOptions { Interval = TimeSpan.FromMilliseconds(200), Duration = TimeSpan.FromSeconds(30) }))
+                if (s.PagesShared > 0) break;
+            Assert.True(KsmStatReader.Read().PagesShared > 0, "nothing merged");
+            var newMax = (cur.MaxPageSharing ?? 256) + 44;
+
+            var e = Assert.Throws<KvmOcException>(() => new KsmTuner().Set(new KsmTuning { MaxPageSharing = newMax }));
+            Assert.Equal("KsmPagesMerged", e.ErrorId);
+            Assert.Equal(before[KsmKnob.MaxPageSharing], File.ReadAllText(Path.Combine(HostRoots.Default.Ksm, KsmKnob.MaxPageSharing)));
+
+            var replaced = new KsmTuner().Set(new KsmTuning { MaxPageSharing = newMax }, force: true);
+            var after = KsmStatReader.Read();
+            Assert.Equal(newMax, after.MaxPageSharing);
+            Assert.Equal(KsmRunState.Merging, after.Run); // resumed after the unmerge
+            Assert.Equal(cur.MaxPageSharing, replaced.MaxPageSharing);
+        }
+        finally
+        {
+            guard.Dispose();
+        }
+        Assert.Empty(guard.RemainingDifferences);
+        Assert.Equal(before, KnobFiles());
+    }
+
+    [SkippableFact]
     public void Invalid_values_leave_every_sysfs_file_unchanged()
     {
         RequireHost();

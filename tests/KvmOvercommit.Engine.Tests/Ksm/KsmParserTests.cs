@@ -150,6 +150,30 @@ public class KsmParserTests
         Assert.Single(KsmProcessReader.Query(Proc("proc-6.18"), null, null, all: true));
     }
 
+    [Fact]
+    public void Real_capture_while_merging_two_workloads_matches_the_kernels_profit_formulas()
+    {
+        // Captured on this machine: two `kvmoc ksm workload --size-mb 8 --seed 3`, pages_to_scan 20000, run 1.
+        var s = KsmStatReader.Read(Sys("sys-6.18-merging"));
+        Assert.Equal(KsmRunState.Merging, s.Run);
+        Assert.Equal(20000, s.PagesToScan);
+        Assert.Equal(2048, s.PagesShared);
+        Assert.Equal(2048, s.PagesSharing);
+        Assert.Equal(1.0, s.SharingRatio);
+        // general_profit = (pages_sharing + ksm_zero_pages) * page_size - (sharing + shared + unshared + volatile) * 64
+        Assert.Equal(s.SavedBytes - (s.PagesSharing + s.PagesShared + s.PagesUnshared + s.PagesVolatile) * 64, s.GeneralProfit);
+
+        var p = KsmProcessReader.Read(Proc("proc-6.18-merging"), 8373)!;
+        Assert.Equal(2048, p.KsmRmapItems);
+        Assert.Equal(2048, p.KsmMergingPages);
+        Assert.Equal(true, p.Mergeable);
+        Assert.Equal(false, p.MergeAny);
+        // ksm_process_profit = (merging + zero pages) * page_size - rmap_items * 64
+        Assert.Equal(p.SavedBytes - p.KsmRmapItems * 64, p.KsmProcessProfit);
+        Assert.Contains("ksm workload --size-mb 8 --seed 3", p.CommandLine);
+        Assert.True(p.HasKsmActivity);
+    }
+
     [Theory]
     [InlineData("ksm_rmap_items 5\n", "ksm_rmap_items", "5")]
     [InlineData("ksm_rmap_items: 5\n", "ksm_rmap_items", "5")]

@@ -55,6 +55,23 @@ public class BlockStatsCalculatorTests
     }
 
     [Fact]
+    public void RealCapturesOfATinyGuestWritingItsDisk()
+    {
+        // Two query-blockstats answers of a tiny guest with kvmoc.io=write (4 KiB O_DIRECT writes + fsync), 1.0014 s apart.
+        var a = BlockStatsCalculator.Parse(Fixture.Text("guestops/blockstats-tinyguest-write-1.json"));
+        var b = BlockStatsCalculator.Parse(Fixture.Text("guestops/blockstats-tinyguest-write-2.json"));
+        var r = Assert.Single(BlockStatsCalculator.Compute("capw", 8498, a, b, TimeSpan.FromSeconds(1.0014345), T));
+        Assert.Equal("virtio0", r.Drive);
+        Assert.Equal(Math.Round(5340 / 1.0014345, 2), r.WriteOpsPerSec);
+        Assert.Equal(Math.Round(21 / 1.0014345, 2), r.FlushOpsPerSec);
+        Assert.Equal(0, r.ReadOpsPerSec);
+        Assert.Equal(Math.Round(21872640 / 1.0014345, 1), r.WriteBytesPerSec);
+        Assert.Equal(4096.0, r.WriteBytesPerSec / r.WriteOpsPerSec, 0);
+        Assert.Equal(Math.Round(208939545 / 5340.0 / 1e6, 4), r.WriteLatencyMs);
+        Assert.Null(r.ReadLatencyMs);
+    }
+
+    [Fact]
     public void NoOperationsMeansNoLatencyAndZeroRates()
     {
         var a = BlockStatsCalculator.Parse(Fixture.Text("guestops/blockstats-qemu72-idle.json"));

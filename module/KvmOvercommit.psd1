@@ -11,6 +11,12 @@
     FormatsToProcess     = @('KvmOvercommit.format.ps1xml')
     TypesToProcess       = @('KvmOvercommit.types.ps1xml')
     CmdletsToExport      = @(
+        'Get-HostCpu'
+        'Get-HostMemory'
+        'Get-MdRaid'
+        'Get-OvercommitReport'
+        'Measure-DeviceIops'
+        'Measure-ProcessIops'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

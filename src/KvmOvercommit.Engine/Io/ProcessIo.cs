@@ -133,6 +133,10 @@ public sealed class ProcessIops
     public DateTimeOffset Timestamp { get; set; }
     /// <summary>1 for the first interval, 2 for the next…</summary>
     public int Sample { get; set; }
+    /// <summary>ReadBytesPerSec in MiB/s.</summary>
+    public double ReadMiBPerSec => Math.Round(ReadBytesPerSec / Units.MiB, 3);
+    /// <summary>WriteBytesPerSec in MiB/s.</summary>
+    public double WriteMiBPerSec => Math.Round(WriteBytesPerSec / Units.MiB, 3);
 }
 
 /// <summary>A process to sample.</summary>

@@ -13,10 +13,14 @@
     CmdletsToExport      = @(
         'Get-HostCpu'
         'Get-HostMemory'
+        'Get-KvmGuest'
+        'Get-KvmGuestMemory'
         'Get-MdRaid'
         'Get-OvercommitReport'
         'Measure-DeviceIops'
+        'Measure-KvmGuestIops'
         'Measure-ProcessIops'
+        'Set-KvmGuestMemory'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

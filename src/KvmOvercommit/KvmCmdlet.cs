@@ -56,7 +56,7 @@ public abstract class KvmCmdlet : PSCmdlet, IDisposable
         var observer = new QueueObserver(queue).Bind(this);
         var task = Task.Run(async () =>
         {
-            try { await work(observer, o => queue.Add(() => WriteObject(o)), _cts.Token).ConfigureAwait(false); }
+            try { await work(observer, o => queue.Add(() => Emit(o)), _cts.Token).ConfigureAwait(false); }
             finally { queue.CompleteAdding(); }
         });
         try
@@ -71,6 +71,24 @@ public abstract class KvmCmdlet : PSCmdlet, IDisposable
         }
         Invoke(() => task.GetAwaiter().GetResult(), terminating);
     }
+
+    /// <summary>
+    /// Like <see cref="InvokeAsync"/>, and the work also gets a callback for per-item engine errors, written as
+    /// non-terminating errors on the pipeline thread in order with the objects (e.g. one unreachable guest among many).
+    /// </summary>
+    protected void InvokeAsyncWithErrors(Func<IOperationObserver, Action<object>, Action<KvmOcException>, CancellationToken, Task> work, bool terminating = false)
+    {
+        InvokeAsync((observer, emit, ct) => work(observer, emit, e => emit(new PendingError(e)), ct), terminating);
+    }
+
+    /// <summary>Writes an object emitted by engine work; a <see cref="PendingError"/> becomes a non-terminating error instead.</summary>
+    void Emit(object item)
+    {
+        if (item is PendingError p) WriteEngineError(p.Error);
+        else WriteObject(item);
+    }
+
+    sealed record PendingError(KvmOcException Error);
 
     /// <summary>An observer that forwards what the engine says to the pipeline thread.</summary>
     protected IOperationObserver SyncObserver => new DirectObserver(this);

@@ -357,8 +357,8 @@ public sealed class QemuCommandLine
     }
 
     /// <summary>
-    /// The guest's run directory: the folder that holds both its QMP socket and its pid file (how Start-KvmGuest lays
-    /// out a guest); null for guests started otherwise.
+    /// The guest's run directory: the folder that holds both its QMP socket (named qmp.sock) and its pid file, as
+    /// Start-KvmGuest lays a guest out; null for guests started otherwise.
     /// </summary>
     public string? RunDirectory
     {
@@ -366,7 +366,7 @@ public sealed class QemuCommandLine
         {
             var qmp = QmpSocket;
             var pid = PidFile;
-            if (qmp is null || pid is null) return null;
+            if (qmp is null || pid is null || Path.GetFileName(qmp) != "qmp.sock") return null;
             var dir = Path.GetDirectoryName(qmp);
             return !string.IsNullOrEmpty(dir) && dir == Path.GetDirectoryName(pid) ? dir : null;
         }

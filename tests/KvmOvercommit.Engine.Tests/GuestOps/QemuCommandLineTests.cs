@@ -157,7 +157,8 @@ public class QemuCommandLineTests
         Assert.Equal("web,1", cl.Name);
         Assert.Equal("/run/kvmoc/web,1", cl.RunDirectory);
         Assert.Equal("/run/kvmoc/web,1/serial.log", cl.SerialLog);
-        Assert.Null(Parse("qemu-system-x86_64 -qmp unix:/a/q.sock,server=on -pidfile /b/pid").RunDirectory);
+        Assert.Null(Parse("qemu-system-x86_64 -qmp unix:/a/qmp.sock,server=on -pidfile /b/pid").RunDirectory);
+        Assert.Null(Parse("qemu-system-x86_64 -qmp unix:/a/monitor,server=on -pidfile /a/pid").RunDirectory);
         Assert.Equal("/l/s.log", Parse("qemu-system-x86_64 -chardev file,id=s0,path=/l/s.log -serial chardev:s0").SerialLog);
     }
 

@@ -1,0 +1,124 @@
+using System.CommandLine;
+using KvmOvercommit.Engine;
+using KvmOvercommit.Engine.Qemu;
+
+namespace KvmOvercommit.Cli;
+
+/// <summary>
+/// Contributes subcommands to `kvmoc guest`. Both guest areas (start/stop; list/memory/iops) add to the one `guest`
+/// command through this interface, so neither defines the command twice.
+/// </summary>
+public interface IGuestSubcommandProvider
+{
+    /// <summary>The subcommands to add under `kvmoc guest`.</summary>
+    IEnumerable<Command> GuestSubcommands(CliContext ctx);
+}
+
+/// <summary>
+/// `kvmoc guest list|memory|iops`: Get-KvmGuest, Get-/Set-KvmGuestMemory, Measure-KvmGuestIops. Owns the `guest`
+/// command and adds every <see cref="IGuestSubcommandProvider"/>'s subcommands to it.
+/// </summary>
+public sealed class GuestOpsCli : ICliCommandProvider, IGuestSubcommandProvider
+{
+    /// <summary>Table columns (the same as the module's format views).</summary>
+    internal static readonly string[] GuestColumns = { "Name", "Id", "MemoryMB", "CpuCount", "RssBytes", "KsmMergingPages", "State" };
+    internal static readonly string[] MemoryColumns = { "Name", "Id", "MemoryMB", "ActualMB", "TargetMB", "RssMB" };
+    internal static readonly string[] IopsColumns = { "Name", "Drive", "ReadOpsPerSec", "WriteOpsPerSec", "Iops", "WriteLatencyMs" };
+
+    public IEnumerable<Command> Commands(CliContext ctx)
+    {
+        var guest = new Command("guest", "QEMU guests on this host: list, balloon and per-guest IOPS (and start/stop).");
+        var providers = typeof(GuestOpsCli).Assembly.GetTypes()
+            .Where(t => typeof(IGuestSubcommandProvider).IsAssignableFrom(t) && !t.IsAbstract && !t.IsInterface)
+            .OrderBy(t => t.Name, StringComparer.Ordinal)
+            .Select(t => t == typeof(GuestOpsCli) ? this : (IGuestSubcommandProvider)Activator.CreateInstance(t)!);
+        foreach (var p in providers)
+            foreach (var sub in p.GuestSubcommands(ctx))
+                guest.Subcommands.Add(sub);
+        yield return guest;
+    }
+
+    public IEnumerable<Command> GuestSubcommands(CliContext ctx)
+    {
+        yield return List(ctx);
+        yield return Memory(ctx);
+        yield return Iops(ctx);
+    }
+
+    static (Argument<string[]> Names, Option<int[]> Ids) Selection(Command cmd)
+    {
+        var names = new Argument<string[]>("name") { Description = "Guest names; wildcards allowed (quote them). None: every guest.", Arity = ArgumentArity.ZeroOrMore };
+        var ids = new Option<int[]>("--id") { Description = "QEMU process ids.", AllowMultipleArgumentsPerToken = true };
+        cmd.Arguments.Add(names);
+        cmd.Options.Add(ids);
+        return (names, ids);
+    }
+
+    static string[]? NonEmpty(string[]? a) => a is { Length: > 0 } ? a : null;
+    static int[]? NonEmpty(int[]? a) => a is { Length: > 0 } ? a : null;
+
+    static Command List(CliContext ctx)
+    {
+        var cmd = new Command("list", "Every QEMU on the host, also hand-started ones: memory, vCPUs, disks, RSS, KSM per guest, QMP state (Get-KvmGuest).");
+        var (names, ids) = Selection(cmd);
+        ctx.SetAction(cmd, async (parse, run, ct) =>
+        {
+            var guests = await new KvmGuestInventory().GetAsync(NonEmpty(parse.GetValue(names)), NonEmpty(parse.GetValue(ids)), queryState: true, run.Error, run, ct).ConfigureAwait(false);
+            run.WriteResults(guests, GuestColumns);
+        });
+        return cmd;
+    }
+
+    static Command Memory(CliContext ctx)
+    {
+        var cmd = new Command("memory", "Read the balloon (Get-KvmGuestMemory), or set its target with --target-mb (Set-KvmGuestMemory).");
+        var (names, ids) = Selection(cmd);
+        var target = new Option<long?>("--target-mb") { Description = "Memory the guest may keep, in MiB (1 .. its -m)." };
+        var wait = new Option<bool>("--wait") { Description = "Wait until the guest reaches the target." };
+        var timeout = new Option<int>("--timeout-seconds") { Description = "How long --wait waits.", DefaultValueFactory = _ => 30 };
+        var whatIf = new Option<bool>("--what-if") { Description = "Say what would be set, set nothing." };
+        foreach (var o in new Option[] { target, wait, timeout, whatIf }) cmd.Options.Add(o);
+        ctx.SetAction(cmd, async (parse, run, ct) =>
+        {
+            var n = NonEmpty(parse.GetValue(names));
+            var i = NonEmpty(parse.GetValue(ids));
+            var t = parse.GetValue(target);
+            if (t is not null && n is null && i is null)
+                throw new KvmOcException(ErrorKind.InvalidArgument, "GuestNotSpecified", "Name the guests whose balloon to set (names or --id).", null);
+            var results = new List<KvmGuestMemory>();
+            foreach (var g in new KvmGuestInventory().Find(n, i, run.Error))
+            {
+                try
+                {
+                    if (t is null) { results.Add(await KvmGuestBalloon.GetAsync(g, ct).ConfigureAwait(false)); continue; }
+                    var plan = KvmGuestBalloon.Plan(g, t.Value);
+                    if (parse.GetValue(whatIf)) { run.Err.WriteLine($"What if: {plan.Action} on {plan.Target}"); continue; }
+                    results.Add(await KvmGuestBalloon.ApplyAsync(plan, parse.GetValue(wait), TimeSpan.FromSeconds(parse.GetValue(timeout)), run, ct).ConfigureAwait(false));
+                }
+                catch (KvmOcException e) { run.Error(e); }
+            }
+            run.WriteResults(results, MemoryColumns);
+        });
+        return cmd;
+    }
+
+    static Command Iops(CliContext ctx)
+    {
+        var cmd = new Command("iops", "Per-guest, per-drive IOPS, throughput and latency from QMP query-blockstats deltas (Measure-KvmGuestIops).");
+        var (names, ids) = Selection(cmd);
+        var interval = new Option<double>("--interval-seconds") { Description = "Seconds per interval.", DefaultValueFactory = _ => 1.0 };
+        var count = new Option<int>("--count") { Description = "Number of intervals.", DefaultValueFactory = _ => 1 };
+        var continuous = new Option<bool>("--continuous") { Description = "Sample until Ctrl+C." };
+        foreach (var o in new Option[] { interval, count, continuous }) cmd.Options.Add(o);
+        ctx.SetAction(cmd, async (parse, run, ct) =>
+        {
+            var guests = new KvmGuestInventory().Find(NonEmpty(parse.GetValue(names)), NonEmpty(parse.GetValue(ids)), run.Error);
+            if (guests.Count == 0) return;
+            var secs = parse.GetValue(interval);
+            if (!(secs > 0)) throw new KvmOcException(ErrorKind.InvalidArgument, "IntervalInvalid", "--interval-seconds must be greater than 0.", secs);
+            await new KvmGuestIopsSampler().RunAsync(guests, TimeSpan.FromSeconds(secs), parse.GetValue(continuous) ? null : parse.GetValue(count),
+                row => run.Stream(row, IopsColumns), run.Error, run, ct).ConfigureAwait(false);
+        });
+        return cmd;
+    }
+}

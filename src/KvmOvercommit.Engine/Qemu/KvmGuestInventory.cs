@@ -1,0 +1,126 @@
+using System.Text.Json;
+
+namespace KvmOvercommit.Engine.Qemu;
+
+/// <summary>
+/// Get-KvmGuest: every QEMU on the host (from /proc), filtered by name wildcards and ids, with the QMP run state of
+/// each guest whose QMP socket answers within a short timeout (a dead or busy socket never holds the listing up).
+/// Also resolves the guests the other guest cmdlets act on.
+/// </summary>
+public sealed class KvmGuestInventory
+{
+    readonly QemuProcessScanner _scanner;
+
+    public KvmGuestInventory(HostRoots? roots = null) => _scanner = new QemuProcessScanner(roots);
+
+    /// <summary>How long one guest's QMP may take to answer query-status before its State is left null.</summary>
+    public TimeSpan StateTimeout { get; set; } = TimeSpan.FromMilliseconds(750);
+
+    /// <summary>How many QMP sockets are asked at once.</summary>
+    public int StateParallelism { get; set; } = 32;
+
+    /// <summary>
+    /// The guests matching <paramref name="names"/> (wildcards; none = all) or <paramref name="ids"/>. A name without
+    /// wildcards or an id that matches nothing is reported through <paramref name="notFound"/> (GuestNotFound).
+    /// </summary>
+    public List<KvmGuest> Find(string[]? names, int[]? ids, Action<KvmOcException>? notFound = null)
+    {
+        var result = new List<KvmGuest>();
+        if (ids is { Length: > 0 })
+        {
+            foreach (var id in ids.Distinct())
+            {
+                var g = _scanner.Read(id);
+                if (g is not null && (names is not { Length: > 0 } || Wildcard.MatchesAny(names, g.Name))) result.Add(g);
+                else notFound?.Invoke(NotFound($"No QEMU process with id {id}" + (g is null ? "." : $" named '{string.Join("', '", names!)}'."), id));
+            }
+            return result;
+        }
+        var all = _scanner.Scan();
+        if (names is not { Length: > 0 }) return all;
+        var seen = new HashSet<int>();
+        foreach (var name in names)
+        {
+            var pattern = new Wildcard(name);
+            bool any = false;
+            foreach (var g in all)
+            {
+                if (!pattern.IsMatch(g.Name)) continue;
+                any = true;
+                if (seen.Add(g.Id)) result.Add(g);
+            }
+            if (!any && !Wildcard.ContainsWildcard(name)) notFound?.Invoke(NotFound($"No QEMU guest named '{name}' is running.", name));
+        }
+        result.Sort((a, b) => a.Id.CompareTo(b.Id));
+        return result;
+    }
+
+    static KvmOcException NotFound(string message, object target) =>
+        new(ErrorKind.NotFound, "GuestNotFound", message, target, "Get-KvmGuest (kvmoc guest list) lists the guests on this host.");
+
+    /// <summary>Find, then fill in State from each guest's QMP (in parallel, each bounded by <see cref="StateTimeout"/>).</summary>
+    public async Task<List<KvmGuest>> GetAsync(string[]? names, int[]? ids, bool queryState, Action<KvmOcException>? notFound, IOperationObserver observer, CancellationToken ct)
+    {
+        var guests = Find(names, ids, notFound);
+        observer.Verbose($"Found {guests.Count} QEMU process(es) in /proc.");
+        if (queryState) await FillStateAsync(guests, observer, ct).ConfigureAwait(false);
+        return guests;
+    }
+
+    /// <summary>Asks every guest with a QMP socket for its run state; unreachable ones keep State null (said in Verbose).</summary>
+    public async Task FillStateAsync(IReadOnlyList<KvmGuest> guests, IOperationObserver observer, CancellationToken ct)
+    {
+        using var gate = new SemaphoreSlim(Math.Max(1, StateParallelism));
+        var tasks = guests.Where(g => g.QmpSocket is not null).Select(async g =>
+        {
+            await gate.WaitAsync(ct).ConfigureAwait(false);
+            try
+            {
+                g.State = await QueryStatusAsync(g.QmpSocket!, StateTimeout, ct).ConfigureAwait(false);
+            }
+            catch (KvmOcException e)
+            {
+                observer.Verbose($"Guest '{g.Name}' ({g.Id}): no QMP state: {e.Message}");
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }).ToList();
+        await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    /// <summary>query-status over the socket within <paramref name="timeout"/>; Timeout or ConnectionError otherwise.</summary>
+    public static async Task<string?> QueryStatusAsync(string socket, TimeSpan timeout, CancellationToken ct)
+    {
+        var ret = await ExecuteOnceAsync(socket, "query-status", null, timeout, ct).ConfigureAwait(false);
+        return ret.ValueKind == JsonValueKind.Object && ret.TryGetProperty("status", out var s) ? s.GetString() : null;
+    }
+
+    /// <summary>
+    /// Connects, executes one command and disconnects, all within <paramref name="timeout"/>: a socket that is
+    /// refused, busy with another client or silent fails with Timeout/ConnectionError instead of hanging.
+    /// </summary>
+    public static async Task<JsonElement> ExecuteOnceAsync(string socket, string command, object? arguments, TimeSpan timeout, CancellationToken ct)
+    {
+        await using var qmp = await ConnectAsync(socket, timeout, ct).ConfigureAwait(false);
+        qmp.CommandTimeout = timeout;
+        return await qmp.ExecuteAsync(command, arguments, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>QmpClient.ConnectAsync bounded by <paramref name="timeout"/> as a whole (greeting included).</summary>
+    public static async Task<QmpClient> ConnectAsync(string socket, TimeSpan timeout, CancellationToken ct)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(timeout);
+        try
+        {
+            return await QmpClient.ConnectAsync(socket, timeout, cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
+        {
+            throw new KvmOcException(ErrorKind.Timeout, "QmpTimeout", $"The QMP socket '{socket}' did not answer within {timeout.TotalSeconds:0.###} s.", socket,
+                "Another client may hold the guest's QMP connection (QEMU serves one at a time), or the guest is hung.", e);
+        }
+    }
+}

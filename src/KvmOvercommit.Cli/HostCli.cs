@@ -156,7 +156,16 @@ public sealed class HostCli : ICliCommandProvider
         {
             var report = await new OvercommitReportBuilder().BuildAsync(parse.GetValue(headroom), parse.GetValue(iops), !parse.GetValue(skip), run, ct).ConfigureAwait(false);
             if (run.Json) { run.WriteResults(new[] { report }); return; }
-            CliOutput.WriteList(run.Out, report);
+            // The scalar figures as a list, then the disks and the arithmetic one per line.
+            var scalars = typeof(OvercommitReport).GetProperties()
+                .Where(p => p.PropertyType == typeof(string) || !typeof(System.Collections.IEnumerable).IsAssignableFrom(p.PropertyType)).ToList();
+            int width = scalars.Max(p => p.Name.Length);
+            foreach (var p in scalars) run.Out.WriteLine($"{p.Name.PadRight(width)} : {CliOutput.Format(p.GetValue(report))}");
+            if (report.DiskRatios.Length > 0)
+            {
+                run.Out.WriteLine();
+                CliOutput.WriteTable(run.Out, report.DiskRatios, new[] { "BaseImage", "DiskCount", "VirtualBytes", "AllocatedBytes", "Ratio" });
+            }
             run.Out.WriteLine();
             foreach (var line in report.Explanation) run.Out.WriteLine("  " + line);
         });

@@ -95,6 +95,20 @@ public class OvercommitTests
     }
 
     [Fact]
+    public void DisksThatCannotBeInspectedGiveNoDiskRatio()
+    {
+        var inp = TwoGuests();
+        inp.DiskImages.Clear();
+        var r = OvercommitCalculator.Compute(inp);
+        Assert.Null(r.DiskRatio);
+        Assert.Contains(r.Explanation, e => e.StartsWith("DiskRatio: unknown"));
+        foreach (var g in inp.Guests) g.Disks = Array.Empty<string>();
+        r = OvercommitCalculator.Compute(inp);
+        Assert.Equal(0, r.DiskRatio);
+        Assert.Contains(r.Explanation, e => e.StartsWith("DiskRatio = 0: no guest has a disk image."));
+    }
+
+    [Fact]
     public void HeadroomOutOfRangeIsInvalidArgument()
     {
         var inp = TwoGuests();

@@ -271,8 +271,7 @@ public sealed class ProcessIopsSampler
         long start = Stopwatch.GetTimestamp();
         for (int i = 1; count is null || i <= count; i++)
         {
-            var due = TimeSpan.FromTicks(interval.Ticks * i) - Stopwatch.GetElapsedTime(start);
-            if (due > TimeSpan.Zero) await _delay(due, ct).ConfigureAwait(false);
+            await _delay(Schedule.NextDue(start, interval), ct).ConfigureAwait(false);
             ct.ThrowIfCancellationRequested();
             var now = DateTimeOffset.UtcNow;
             for (int k = 0; k < state.Count; k++)

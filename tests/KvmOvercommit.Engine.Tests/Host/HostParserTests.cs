@@ -115,6 +115,47 @@ public class HostParserTests
     }
 
     [Fact]
+    public void ReaderOnAFakeOldHostWithKsm()
+    {
+        using var t = new TempDir();
+        t.Write("proc/meminfo", Fixture.Text("host/meminfo-centos6"));
+        t.Write("proc/cpuinfo", Fixture.Text("host/cpuinfo-xeon-2s-ht"));
+        t.Write("proc/loadavg", "12.50 10.25 9.00 7/2034 99120\n");
+        t.Write("sys/kernel/mm/ksm/run", "1\n");
+        t.Write("sys/kernel/mm/ksm/pages_sharing", "1000\n");
+        t.Write("sys/kernel/mm/ksm/ksm_zero_pages", "24\n");
+        t.Write("sys/kernel/mm/ksm/pages_shared", "100\n");
+        var guests = new[]
+        {
+            new Qemu.KvmGuest { Name = "win7-1", Id = 10, MemoryMB = 1024, CpuCount = 1 },
+            new Qemu.KvmGuest { Name = "win7-2", Id = 11, MemoryMB = 2048, CpuCount = 2 },
+        };
+        var reader = new HostInfoReader(new HostRoots(Sys: t.File("sys"), Proc: t.File("proc"), Dev: t.File("dev")), () => guests);
+        var m = reader.ReadMemory();
+        Assert.True(m.AvailableEstimated);
+        Assert.Equal(1024L * Environment.SystemPageSize, m.KsmSavedBytes);
+        Assert.Equal(3072L * 1024 * 1024, m.GuestCommittedBytes);
+        Assert.Equal(2, m.GuestCount);
+        var c = reader.ReadCpu();
+        Assert.Equal(32, c.LogicalCpus);
+        Assert.Equal(3, c.GuestVcpus);
+        Assert.Equal(Math.Round(3 / 32.0, 3), c.VcpuRatio);
+        Assert.Equal(12.5, c.LoadAverage1);
+        Assert.Equal(7, c.RunnableTasks);
+        Assert.False(c.KvmDeviceExists);
+        Assert.Equal(c.Timestamp.Offset, TimeSpan.Zero);
+    }
+
+    [Fact]
+    public void NoKsmMeansNullSavings()
+    {
+        using var t = new TempDir();
+        t.Write("proc/meminfo", Fixture.Text("host/live/meminfo"));
+        var reader = new HostInfoReader(new HostRoots(Sys: t.File("sys"), Proc: t.File("proc")), () => Array.Empty<Qemu.KvmGuest>());
+        Assert.Null(reader.ReadMemory().KsmSavedBytes);
+    }
+
+    [Fact]
     public void BlogRaid10()
     {
         var arrays = MdStatParser.Parse(Fixture.Text("host/mdstat-blog-raid10"));

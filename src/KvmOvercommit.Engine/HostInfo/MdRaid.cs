@@ -41,6 +41,8 @@ public sealed class MdRaidArray
     public long? Blocks { get; set; }
     /// <summary>Size in bytes (Blocks × 1024).</summary>
     public long? SizeBytes => Blocks * 1024;
+    /// <summary>Size in GiB.</summary>
+    public double? SizeGiB => SizeBytes is null ? null : Units.ToGiB(SizeBytes.Value);
     /// <summary>Chunk size in KiB (raid0/4/5/6/10).</summary>
     public int? ChunkKB { get; set; }
     /// <summary>Superblock version (1.2, 0.90, external:imsm).</summary>

@@ -111,9 +111,10 @@ public static class OvercommitCalculator
         foreach (var d in r.DiskRatios)
             ex.Add($"DiskRatio for {d.BaseImage}: {d.DiskCount} disk(s), virtual {Mib(d.VirtualBytes)} / allocated {Mib(d.AllocatedBytes)} (overlays + base once) = {N(d.Ratio)}");
         long allV = r.DiskRatios.Sum(d => d.VirtualBytes), allA = r.DiskRatios.Sum(d => d.AllocatedBytes);
-        r.DiskRatio = r.DiskRatios.Length == 0 ? (guests.Count == 0 ? 0 : null) : allA > 0 ? Math.Round((double)allV / allA, 3) : 0;
+        bool anyDisk = guests.Any(g => g.Disks.Length > 0);
+        r.DiskRatio = r.DiskRatios.Length == 0 ? (anyDisk ? null : 0) : allA > 0 ? Math.Round((double)allV / allA, 3) : 0;
         if (r.DiskRatios.Length == 0)
-            ex.Add(guests.Count == 0 ? "DiskRatio = 0: no guest disks." : "DiskRatio: unknown — the guests' disk images could not be inspected.");
+            ex.Add(!anyDisk ? "DiskRatio = 0: no guest has a disk image." : "DiskRatio: unknown — the guests' disk images could not be inspected (qemu-img missing or failing).");
         else
             ex.Add($"DiskRatio = all virtual / all allocated = {Mib(allV)} / {Mib(allA)} = {N(r.DiskRatio ?? 0)}");
 

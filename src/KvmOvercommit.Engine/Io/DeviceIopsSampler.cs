@@ -72,8 +72,7 @@ public sealed class DeviceIopsSampler
         long start = prev.Ticks;
         for (int i = 1; options.Count is null || i <= options.Count; i++)
         {
-            var due = TimeSpan.FromTicks(options.Interval.Ticks * i) - Stopwatch.GetElapsedTime(start);
-            if (due > TimeSpan.Zero) await _delay(due, ct).ConfigureAwait(false);
+            await _delay(Schedule.NextDue(start, options.Interval), ct).ConfigureAwait(false);
             ct.ThrowIfCancellationRequested();
             var cur = Read();
             double seconds = Stopwatch.GetElapsedTime(prev.Ticks, cur.Ticks).TotalSeconds;

@@ -133,6 +133,10 @@ public sealed class ProcessIops
     public DateTimeOffset Timestamp { get; set; }
     /// <summary>1 for the first interval, 2 for the next…</summary>
     public int Sample { get; set; }
+    /// <summary>ReadBytesPerSec in MiB/s.</summary>
+    public double ReadMiBPerSec => Math.Round(ReadBytesPerSec / Units.MiB, 3);
+    /// <summary>WriteBytesPerSec in MiB/s.</summary>
+    public double WriteMiBPerSec => Math.Round(WriteBytesPerSec / Units.MiB, 3);
 }
 
 /// <summary>A process to sample.</summary>
@@ -267,8 +271,7 @@ public sealed class ProcessIopsSampler
         long start = Stopwatch.GetTimestamp();
         for (int i = 1; count is null || i <= count; i++)
         {
-            var due = TimeSpan.FromTicks(interval.Ticks * i) - Stopwatch.GetElapsedTime(start);
-            if (due > TimeSpan.Zero) await _delay(due, ct).ConfigureAwait(false);
+            await _delay(Schedule.NextDue(start, interval), ct).ConfigureAwait(false);
             ct.ThrowIfCancellationRequested();
             var now = DateTimeOffset.UtcNow;
             for (int k = 0; k < state.Count; k++)

@@ -33,6 +33,23 @@ public class DnsmasqLeaseReaderTests
         Assert.Null(w2.ClientId);                         // '*'
     }
 
+    // dnsmasq 2.90 on this machine, leases taken by busybox udhcpc from a network namespace (see RealDnsmasqTests).
+    [Fact]
+    public void CaptureFromRealDnsmasqParsesWithoutWarnings()
+    {
+        var obs = new RecordingObserver();
+        var leases = DnsmasqLeaseReader.ReadFile(Fixture.PathOf("fleet/real-dnsmasq-2.90.leases"), obs);
+        Assert.Empty(obs.Warnings);
+        Assert.Equal(4, leases.Count);
+        var deb = leases.Single(l => l.HostName == "deb-01");
+        Assert.Null(deb.Expiry); // dhcp-host=…,infinite
+        Assert.Equal("01:52:54:00:31:00:03", deb.ClientId);
+        var anon = leases.Single(l => l.MacAddress == "52:54:00:31:00:02");
+        Assert.Null(anon.HostName);
+        Assert.Null(anon.ClientId);
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(1795378781), leases.Single(l => l.HostName == "win7-01").Expiry);
+    }
+
     [Fact]
     public void InfiniteLeaseAndStarNameBecomeNull()
     {

@@ -14,10 +14,19 @@ BeforeAll {
         'duid 00:01:00:01:2c:5e:1a:2b:52:54:00:00:00:01'
         '1732262500 2818051 fd00:122::10 deb-01 00:01:00:01:2c:5e:1a:2b:52:54:00:6b:3c:61'
     ) -join "`n"
-    $script:leaseFile = Join-Path $TestDrive 'dnsmasq.leases'
+    # lease files in a folder of their own (Get-ChildItem | Get-DnsmasqLease reads all of it); scratch files elsewhere
+    $script:root = Join-Path ([IO.Path]::GetTempPath()) ("kvmoc-fleet-" + [guid]::NewGuid().ToString('N'))
+    $script:leaseDir = Join-Path $script:root 'leases'
+    $script:work = Join-Path $script:root 'work'
+    $null = New-Item -ItemType Directory -Path $script:leaseDir, $script:work
+    $script:leaseFile = Join-Path $script:leaseDir 'dnsmasq.leases'
     Set-Content -LiteralPath $script:leaseFile -Value $leaseText -NoNewline
-    $script:statusFile = Join-Path $TestDrive 'virbr0.status'
+    $script:statusFile = Join-Path $script:leaseDir 'virbr0.status'
     Set-Content -LiteralPath $script:statusFile -Value '[{"ip-address":"192.168.122.45","mac-address":"52:54:00:12:34:56","hostname":"deb-02","expiry-time":1732262600}]'
+}
+
+AfterAll {
+    if ($script:root) { Remove-Item -LiteralPath $script:root -Recurse -Force -ErrorAction SilentlyContinue }
 }
 
 Describe 'Get-DnsmasqLease' {
@@ -44,13 +53,13 @@ Describe 'Get-DnsmasqLease' {
     }
 
     It 'takes wildcard paths and files from Get-ChildItem' {
-        (Get-DnsmasqLease -Path (Join-Path $TestDrive '*.status')).HostName | Should -Be 'deb-02'
-        $all = Get-ChildItem -Path $TestDrive -File | Get-DnsmasqLease -WarningAction SilentlyContinue
+        (Get-DnsmasqLease -Path (Join-Path $script:leaseDir '*.status')).HostName | Should -Be 'deb-02'
+        $all = Get-ChildItem -Path $script:leaseDir -File | Get-DnsmasqLease -WarningAction SilentlyContinue
         $all.Count | Should -Be 5
     }
 
     It 'reports a missing file as ObjectNotFound' {
-        Get-DnsmasqLease -Path (Join-Path $TestDrive 'none.leases') -ErrorVariable err -ErrorAction SilentlyContinue
+        Get-DnsmasqLease -Path (Join-Path $script:work 'none.leases') -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
         $err[0].FullyQualifiedErrorId | Should -BeLike 'LeaseFileNotFound*'
     }
@@ -60,7 +69,7 @@ Describe 'Get-DnsmasqLease' {
         $back = $lease | ConvertTo-Json | ConvertFrom-Json
         $back.HostName | Should -Be $lease.HostName
         $back.MacAddress | Should -Be $lease.MacAddress
-        $xml = Join-Path $TestDrive 'lease.clixml'
+        $xml = Join-Path $script:work 'lease.clixml'
         $lease | Export-Clixml -LiteralPath $xml
         $deserialized = Import-Clixml -LiteralPath $xml
         $deserialized.pstypenames | Should -Contain 'Deserialized.KvmOvercommit.Engine.Fleet.DnsmasqLease'
@@ -101,7 +110,7 @@ Describe 'ConvertTo-AnsibleInventory' {
     }
 
     It 'binds Expiry as remoting delivers it (a string or a Deserialized.System.DateTimeOffset)' {
-        $xml = Join-Path $TestDrive 'leases.clixml'
+        $xml = Join-Path $script:work 'leases.clixml'
         Get-DnsmasqLease -Path $script:leaseFile -WarningAction SilentlyContinue | Export-Clixml -LiteralPath $xml
         $ini = Import-Clixml -LiteralPath $xml | ConvertTo-AnsibleInventory -ErrorAction Stop
         $ini | Should -Match 'win7-02 ansible_host=192.168.122.11'
@@ -111,7 +120,7 @@ Describe 'ConvertTo-AnsibleInventory' {
     }
 
     It 'is read back by ansible-inventory' -Skip:(-not (Get-Command ansible-inventory -ErrorAction SilentlyContinue)) {
-        $file = Join-Path $TestDrive 'inventory.ini'
+        $file = Join-Path $script:work 'inventory.ini'
         Get-DnsmasqLease -Path $script:leaseFile -WarningAction SilentlyContinue |
             ConvertTo-AnsibleInventory -GroupBy '^(?<group>[a-z0-9]+)-' -User admin | Set-Content -LiteralPath $file
         $list = ansible-inventory -i $file --list | ConvertFrom-Json

@@ -33,6 +33,23 @@ public class DnsmasqLeaseReaderTests
         Assert.Null(w2.ClientId);                         // '*'
     }
 
+    // dnsmasq 2.90 on this machine, leases taken by busybox udhcpc from a network namespace (see RealDnsmasqTests).
+    [Fact]
+    public void CaptureFromRealDnsmasqParsesWithoutWarnings()
+    {
+        var obs = new RecordingObserver();
+        var leases = DnsmasqLeaseReader.ReadFile(Fixture.PathOf("fleet/real-dnsmasq-2.90.leases"), obs);
+        Assert.Empty(obs.Warnings);
+        Assert.Equal(4, leases.Count);
+        var deb = leases.Single(l => l.HostName == "deb-01");
+        Assert.Null(deb.Expiry); // dhcp-host=…,infinite
+        Assert.Equal("01:52:54:00:31:00:03", deb.ClientId);
+        var anon = leases.Single(l => l.MacAddress == "52:54:00:31:00:02");
+        Assert.Null(anon.HostName);
+        Assert.Null(anon.ClientId);
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(1795378781), leases.Single(l => l.HostName == "win7-01").Expiry);
+    }
+
     [Fact]
     public void InfiniteLeaseAndStarNameBecomeNull()
     {
@@ -161,6 +178,26 @@ public class DnsmasqLeaseReaderTests
         var e = Assert.Throws<KvmOcException>(() => DnsmasqLeaseReader.ReadFile("/nonexistent/x.leases", new RecordingObserver()));
         Assert.Equal(ErrorKind.NotFound, e.Kind);
         Assert.Equal("/nonexistent/x.leases", e.Target);
+    }
+
+    [Fact]
+    public void RandomLinesNeverThrowAndEveryRejectedLineIsAWarning()
+    {
+        var rng = new Random(20261122);
+        string[] tokens = { "0", "1732262400", "-1", "99999999999999999999", "52:54:00:6b:3c:58", "20-80:00", "00-", "T12", "2818051",
+            "192.168.1.1", "fd00::1", "::", "300.1.1.1", "*", "win7-01", "01:52:54", "zz", "duid", "[", "{", "\"", "\t", "ü", "" };
+        for (int round = 0; round < 300; round++)
+        {
+            var lines = Enumerable.Range(0, rng.Next(1, 12)).Select(_ => string.Join(rng.Next(4) == 0 ? "\t" : " ",
+                Enumerable.Range(0, rng.Next(0, 7)).Select(_ => tokens[rng.Next(tokens.Length)]))).ToList();
+            var text = string.Join(rng.Next(3) == 0 ? "\r\n" : "\n", lines);
+            var obs = new RecordingObserver();
+            var leases = DnsmasqLeaseReader.Parse(text, "fuzz", obs);
+            if (text.TrimStart().StartsWith('[')) continue; // read as a libvirt status file
+            int nonBlank = lines.Count(l => l.Trim().Length > 0);
+            int duidLines = lines.Count(l => l.Trim().Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries) is { Length: 2 } f && f[0] == "duid" && f[1] != "*" && System.Text.RegularExpressions.Regex.IsMatch(f[1], "^[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2})*$"));
+            Assert.Equal(nonBlank, leases.Count + obs.Warnings.Count + duidLines);
+        }
     }
 
     [Theory]

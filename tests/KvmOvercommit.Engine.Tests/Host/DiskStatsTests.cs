@@ -211,7 +211,8 @@ public class DiskStatsTests
     {
         var interval = TimeSpan.FromSeconds(10);
         long Ago(double intervals) => System.Diagnostics.Stopwatch.GetTimestamp() - (long)(intervals * 10 * System.Diagnostics.Stopwatch.Frequency);
-        Assert.InRange(Schedule.NextDue(Ago(2.5), interval).TotalSeconds, 4.5, 5.0);   // half-way to the 3rd grid point
+        Assert.InRange(Schedule.NextDue(Ago(2.4), interval).TotalSeconds, 5.5, 6.0);   // 0.6 intervals to the 3rd grid point
+        Assert.InRange(Schedule.NextDue(Ago(2.6), interval).TotalSeconds, 13.5, 14.0);  // under half an interval to the 3rd: the 4th
         Assert.InRange(Schedule.NextDue(Ago(2.97), interval).TotalSeconds, 10.0, 10.3); // too close to the 3rd: the 4th
         Assert.InRange(Schedule.NextDue(Ago(0), interval).TotalSeconds, 9.9, 10.0);
     }

@@ -99,6 +99,13 @@ public static class QcowOverlayWriter
         return new QcowBacking(image, keys);
     }
 
+    static KvmOcException InUse(string path) =>
+        new(ErrorKind.ResourceBusy, "QcowImageInUse", $"'{path}' is in use by a running QEMU (its image lock is held).", path,
+            "Stop the guest that uses it first; -Force never replaces an image in use.");
+
+    static KvmOcException Exists(string path) =>
+        new(ErrorKind.ResourceExists, "QcowOverlayExists", $"'{path}' already exists.", path, "Use -Force to replace it.");
+
     static bool IsFormatName(string s) => s.Length is > 0 and < 16 && s.All(c => c is >= 'a' and <= 'z' or >= '0' and <= '9' or '-' or '_');
 
     /// <summary>Decides everything for one overlay without touching the disk (the -WhatIf half).</summary>
@@ -126,10 +133,9 @@ public static class QcowOverlayWriter
         if (exists)
         {
             if (QcowNative.IsLocked(full))
-                throw new KvmOcException(ErrorKind.ResourceBusy, "QcowImageInUse", $"'{full}' is in use by a running QEMU (its image lock is held).", full,
-                    "Stop the guest that uses it first; -Force never replaces an image in use.");
+                throw InUse(full);
             if (!options.Force)
-                throw new KvmOcException(ErrorKind.ResourceExists, "QcowOverlayExists", $"'{full}' already exists.", full, "Use -Force to replace it.");
+                throw Exists(full);
         }
 
         string stored = b.Path;
@@ -293,8 +299,7 @@ public static class QcowOverlayWriter
             {
                 // Re-check right before the rename: a guest may have started since the plan was made.
                 if (QcowNative.IsLocked(plan.Path))
-                    throw new KvmOcException(ErrorKind.ResourceBusy, "QcowImageInUse", $"'{plan.Path}' is in use by a running QEMU (its image lock is held).", plan.Path,
-                        "Stop the guest that uses it first; -Force never replaces an image in use.");
+                    throw InUse(plan.Path);
                 File.Move(tmp, plan.Path, overwrite: true);
             }
             else
@@ -370,7 +375,7 @@ public static class QcowOverlayWriter
         if (renameat2(AT_FDCWD, from, AT_FDCWD, to, 1 /* RENAME_NOREPLACE */) == 0) return;
         int errno = Marshal.GetLastPInvokeError();
         if (errno == Errno.EEXIST)
-            throw new KvmOcException(ErrorKind.ResourceExists, "QcowOverlayExists", $"'{to}' already exists.", to, "Use -Force to replace it.");
+            throw Exists(to);
         if (errno == Errno.EINVAL || errno == 38 /* ENOSYS */)
         {
             File.Move(from, to, overwrite: false);

@@ -58,7 +58,7 @@ public sealed class NewQcowOverlayCommand : KvmCmdlet
     [ValidateRange(4096, 2097152)]
     public int? ClusterSize { get; set; }
 
-    /// <summary>Replace existing files (asks first unless -Confirm:$false); an image in use by QEMU is never replaced.</summary>
+    /// <summary>Replace existing files without asking (-Confirm still asks); an image in use by a running QEMU is never replaced.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
@@ -90,8 +90,6 @@ public sealed class NewQcowOverlayCommand : KvmCmdlet
             {
                 var plan = QcowOverlayWriter.Plan(target, _backing!, options, SyncObserver);
                 if (!ShouldProcess(plan.Path, plan.Action)) return;
-                if (plan.ReplacesExisting && !ConfirmedOff() &&
-                    !ShouldContinue($"'{plan.Path}' exists; replacing it loses its contents.", "Replace existing image")) return;
                 WriteObject(QcowOverlayWriter.Apply(plan, SyncObserver, syncDirectory: false));
                 _dirs.Add(System.IO.Path.GetDirectoryName(plan.Path) ?? "/");
             });
@@ -100,6 +98,4 @@ public sealed class NewQcowOverlayCommand : KvmCmdlet
 
     /// <inheritdoc />
     protected override void EndProcessing() => QcowOverlayWriter.SyncDirectories(_dirs);
-
-    bool ConfirmedOff() => MyInvocation.BoundParameters.TryGetValue("Confirm", out var v) && v is SwitchParameter s && !s.IsPresent;
 }

@@ -280,44 +280,110 @@ public static class QcowOverlayWriter
         return (writes, length);
     }
 
-    /// <summary>Writes the overlay (temporary name, fsync, rename) and returns it as Get-QcowImage would report it.</summary>
+    /// <summary>Writes one overlay (temporary name, fsync, rename) and returns it as Get-QcowImage would report it.</summary>
     public static QcowImage Apply(QcowOverlayPlan plan, IOperationObserver? observer = null, bool syncDirectory = true)
     {
-        var (writes, length) = Layout(plan);
-        string dir = System.IO.Path.GetDirectoryName(plan.Path) ?? "/";
-        string tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(plan.Path)}.{Guid.NewGuid():N}.kvmoc-tmp");
-        bool renamed = false;
+        KvmOcException? error = null;
+        var made = ApplyMany(new[] { plan }, observer, e => error = e, syncDirectory);
+        if (error is not null) throw error;
+        return made.Single();
+    }
+
+    /// <summary>
+    /// Writes a batch of overlays so that a crash never leaves a half-written file under a final name: every overlay is
+    /// first written under a temporary name in its target folder; then the data are made durable (fsync for a single
+    /// overlay; for a batch, writeback of all files is started first and then each is fdatasynced, so the journal commits
+    /// the whole batch at once instead of once per file); only then is each renamed to its final name (never over a file that appeared meanwhile, never over an
+    /// image a QEMU has locked since the plan was made); finally each folder is fsynced once. A failure of one overlay is
+    /// reported through <paramref name="onError"/>, its temporary file removed, and the others go on.
+    /// </summary>
+    public static List<QcowImage> ApplyMany(IReadOnlyList<QcowOverlayPlan> plans, IOperationObserver? observer, Action<KvmOcException> onError, bool syncDirectories = true)
+    {
+        bool single = plans.Count == 1;
+        var temps = new List<(QcowOverlayPlan Plan, string Tmp)>();
+        foreach (var plan in plans)
+        {
+            string tmp = TempName(plan.Path);
+            if (Attempt(plan, tmp, onError, () => WriteTemp(plan, tmp, fsync: single))) temps.Add((plan, tmp));
+        }
+        if (!single)
+        {
+            // Start the writeback of every file first, then wait for each: the file system commits the batch's metadata
+            // in one or a few journal commits instead of one per fsync, and only our own files are flushed.
+            foreach (var (_, tmp) in temps) WithHandle(tmp, QcowNative.StartWriteback);
+            temps = temps.Where(t => Attempt(t.Plan, t.Tmp, onError, () => WithHandle(t.Tmp, QcowNative.Fdatasync))).ToList();
+            observer?.Verbose($"Flushed {temps.Count} overlay(s) (sync_file_range, fdatasync)");
+        }
+
+        var results = new List<QcowImage>();
+        var dirs = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (plan, tmp) in temps)
+        {
+            if (!Attempt(plan, tmp, onError, () => Publish(plan, tmp))) continue;
+            dirs.Add(System.IO.Path.GetDirectoryName(plan.Path) ?? "/");
+            observer?.Verbose($"Created {plan.Path}: qcow2 v3, {plan.VirtualSize} bytes, backing '{plan.BackingFile}' ({plan.BackingFormat})");
+            results.Add(Describe(plan));
+        }
+        if (syncDirectories) SyncDirectories(dirs);
+        return results;
+    }
+
+    static string TempName(string path) =>
+        System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path) ?? "/", $".{System.IO.Path.GetFileName(path)}.{Guid.NewGuid():N}.kvmoc-tmp");
+
+    /// <summary>Runs one step for one overlay; an I/O failure becomes a KvmOcException for onError and removes the temporary file.</summary>
+    static bool Attempt(QcowOverlayPlan plan, string tmp, Action<KvmOcException> onError, Action step)
+    {
+        KvmOcException failure;
         try
         {
-            using (var h = File.OpenHandle(tmp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None))
-            {
-                foreach (var (offset, data) in writes) RandomAccess.Write(h, data, offset);
-                RandomAccess.SetLength(h, length);
-                QcowNative.Fsync(h);
-            }
-            if (plan.ReplacesExisting)
-            {
-                // Re-check right before the rename: a guest may have started since the plan was made.
-                if (QcowNative.IsLocked(plan.Path))
-                    throw InUse(plan.Path);
-                File.Move(tmp, plan.Path, overwrite: true);
-            }
-            else
-            {
-                RenameNoReplace(tmp, plan.Path);
-            }
-            renamed = true;
-            if (syncDirectory) QcowNative.FsyncDirectory(dir);
+            step();
+            return true;
+        }
+        catch (KvmOcException e)
+        {
+            failure = e;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
         {
-            throw KvmOcException.FromIo(e, "QcowOverlayWriteFailed", $"Cannot write overlay '{plan.Path}'", plan.Path);
+            failure = KvmOcException.FromIo(e, "QcowOverlayWriteFailed", $"Cannot write overlay '{plan.Path}'", plan.Path);
         }
-        finally
+        try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        onError(failure);
+        return false;
+    }
+
+    static void WriteTemp(QcowOverlayPlan plan, string tmp, bool fsync)
+    {
+        var (writes, length) = Layout(plan);
+        using var h = File.OpenHandle(tmp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        foreach (var (offset, data) in writes) RandomAccess.Write(h, data, offset);
+        RandomAccess.SetLength(h, length);
+        if (fsync) QcowNative.Fsync(h);
+    }
+
+    static void WithHandle(string path, Action<SafeFileHandle> action)
+    {
+        using var h = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        action(h);
+    }
+
+    static void Publish(QcowOverlayPlan plan, string tmp)
+    {
+        if (plan.ReplacesExisting)
         {
-            if (!renamed) try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            // Re-check right before the rename: a guest may have started since the plan was made.
+            if (QcowNative.IsLocked(plan.Path)) throw InUse(plan.Path);
+            File.Move(tmp, plan.Path, overwrite: true);
         }
-        observer?.Verbose($"Created {plan.Path}: qcow2 v3, {plan.VirtualSize} bytes, backing '{plan.BackingFile}' ({plan.BackingFormat})");
+        else
+        {
+            RenameNoReplace(tmp, plan.Path);
+        }
+    }
+
+    static QcowImage Describe(QcowOverlayPlan plan)
+    {
         var b = plan.Backing.Image;
         return new QcowImage
         {
@@ -341,27 +407,25 @@ public static class QcowOverlayWriter
         foreach (var d in dirs) QcowNative.FsyncDirectory(d);
     }
 
-    /// <summary>Creates many overlays on one backing image: the backing is read once, directories are synced once.</summary>
+    /// <summary>
+    /// Creates many overlays on one backing image: the backing is read once, the batch is flushed together and
+    /// each folder synced once (see <see cref="ApplyMany"/>). Errors of single overlays go to <paramref name="onError"/>
+    /// (or are thrown, the first one, when it is null, after the others were written).
+    /// </summary>
     public static IEnumerable<QcowImage> CreateMany(IEnumerable<string> paths, string backingPath, QcowOverlayOptions options, IOperationObserver? observer = null,
         Action<KvmOcException>? onError = null)
     {
         var backing = OpenBacking(backingPath, options.BackingFormat, observer);
-        var dirs = new HashSet<string>(StringComparer.Ordinal);
-        var results = new List<QcowImage>();
+        KvmOcException? first = null;
+        Action<KvmOcException> report = onError ?? (e => first ??= e);
+        var plans = new List<QcowOverlayPlan>();
         foreach (var p in paths)
         {
-            try
-            {
-                var plan = Plan(p, backing, options, observer);
-                results.Add(Apply(plan, observer, syncDirectory: false));
-                dirs.Add(System.IO.Path.GetDirectoryName(plan.Path) ?? "/");
-            }
-            catch (KvmOcException e) when (onError is not null)
-            {
-                onError(e);
-            }
+            try { plans.Add(Plan(p, backing, options, observer)); }
+            catch (KvmOcException e) { report(e); }
         }
-        SyncDirectories(dirs);
+        var results = ApplyMany(plans, observer, report);
+        if (first is not null) throw first;
         return results;
     }
 

@@ -279,4 +279,23 @@ public class QcowOverlaySafetyTests
         Assert.Empty(TempFiles(dir));
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), $"300 overlays took {sw.Elapsed}");
     }
+
+    [Fact]
+    public void ABatchFlushesOnceAndAFailureOfOneOverlayLeavesTheOthersAndNoTemporaryFiles()
+    {
+        using var dir = new TempDir("kvmoc-qcow");
+        var basePath = NewBase(dir);
+        var b = QcowOverlayWriter.OpenBacking(basePath, null);
+        var plans = new[] { "a", "b", "c", "b" }.Select(n => QcowOverlayWriter.Plan(dir.File($"{n}.qcow2"), b, new QcowOverlayOptions())).ToList();
+        File.WriteAllText(dir.File("c.qcow2"), "appeared after the plan");
+        var errors = new List<KvmOcException>();
+        var observer = new Fleet.RecordingObserver();
+        var made = QcowOverlayWriter.ApplyMany(plans, observer, errors.Add);
+        Assert.Equal(new[] { dir.File("a.qcow2"), dir.File("b.qcow2") }, made.Select(m => m.Path));
+        Assert.Equal(new[] { "QcowOverlayExists", "QcowOverlayExists" }, errors.Select(e => e.ErrorId)); // c appeared; b twice in one batch
+        Assert.Equal("appeared after the plan", File.ReadAllText(dir.File("c.qcow2")));
+        Assert.Contains("Flushed 4 overlay(s) (sync_file_range, fdatasync)", observer.Verbose); // the batch is flushed together, before any rename
+        Assert.Empty(TempFiles(dir));
+        Assert.All(made, m => Assert.Equal("qcow2", QcowReader.Read(m.Path).Format));
+    }
 }

@@ -299,34 +299,48 @@ public static class QcowOverlayWriter
     /// </summary>
     public static List<QcowImage> ApplyMany(IReadOnlyList<QcowOverlayPlan> plans, IOperationObserver? observer, Action<KvmOcException> onError, bool syncDirectories = true)
     {
-        bool single = plans.Count == 1;
-        var temps = new List<(QcowOverlayPlan Plan, string Tmp)>();
-        foreach (var plan in plans)
-        {
-            string tmp = TempName(plan.Path);
-            if (Attempt(plan, tmp, onError, () => WriteTemp(plan, tmp, fsync: single))) temps.Add((plan, tmp));
-        }
-        if (!single)
-        {
-            // Start the writeback of every file first, then wait for each: the file system commits the batch's metadata
-            // in one or a few journal commits instead of one per fsync, and only our own files are flushed.
-            foreach (var (_, tmp) in temps) WithHandle(tmp, QcowNative.StartWriteback);
-            temps = temps.Where(t => Attempt(t.Plan, t.Tmp, onError, () => WithHandle(t.Tmp, QcowNative.Fdatasync))).ToList();
-            observer?.Verbose($"Flushed {temps.Count} overlay(s) (sync_file_range, fdatasync)");
-        }
-
         var results = new List<QcowImage>();
         var dirs = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (plan, tmp) in temps)
+        bool single = plans.Count == 1;
+        // In chunks, so that a huge batch never holds more than FlushChunk files open at once.
+        foreach (var chunk in plans.Chunk(FlushChunk))
         {
-            if (!Attempt(plan, tmp, onError, () => Publish(plan, tmp))) continue;
-            dirs.Add(System.IO.Path.GetDirectoryName(plan.Path) ?? "/");
-            observer?.Verbose($"Created {plan.Path}: qcow2 v3, {plan.VirtualSize} bytes, backing '{plan.BackingFile}' ({plan.BackingFormat})");
-            results.Add(Describe(plan));
+            var written = new List<(QcowOverlayPlan Plan, string Tmp, SafeFileHandle Handle)>();
+            var temps = written;
+            try
+            {
+                foreach (var plan in chunk)
+                {
+                    string tmp = TempName(plan.Path);
+                    SafeFileHandle? h = null;
+                    if (Attempt(plan, tmp, onError, () => h = WriteTemp(plan, tmp, single))) written.Add((plan, tmp, h!));
+                }
+                if (!single)
+                {
+                    // Every file's writeback was started as it was written; now wait for each: the file system commits
+                    // the chunk's metadata in one or a few journal commits instead of one per fsync, and only our own
+                    // files are flushed.
+                    temps = temps.Where(t => Attempt(t.Plan, t.Tmp, onError, () => QcowNative.Fdatasync(t.Handle))).ToList();
+                    observer?.Verbose($"Flushed {temps.Count} overlay(s) (sync_file_range, fdatasync)");
+                }
+            }
+            finally
+            {
+                foreach (var t in written) t.Handle.Dispose();
+            }
+            foreach (var (plan, tmp, _) in temps)
+            {
+                if (!Attempt(plan, tmp, onError, () => Publish(plan, tmp))) continue;
+                dirs.Add(System.IO.Path.GetDirectoryName(plan.Path) ?? "/");
+                observer?.Verbose($"Created {plan.Path}: qcow2 v3, {plan.VirtualSize} bytes, backing '{plan.BackingFile}' ({plan.BackingFormat})");
+                results.Add(Describe(plan));
+            }
         }
         if (syncDirectories) SyncDirectories(dirs);
         return results;
     }
+
+    const int FlushChunk = 256;
 
     static string TempName(string path) =>
         System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path) ?? "/", $".{System.IO.Path.GetFileName(path)}.{Guid.NewGuid():N}.kvmoc-tmp");
@@ -353,19 +367,24 @@ public static class QcowOverlayWriter
         return false;
     }
 
-    static void WriteTemp(QcowOverlayPlan plan, string tmp, bool fsync)
+    /// <summary>Writes the overlay's bytes into a new temporary file and returns it open: fsynced when alone, else with its writeback started.</summary>
+    static SafeFileHandle WriteTemp(QcowOverlayPlan plan, string tmp, bool alone)
     {
         var (writes, length) = Layout(plan);
-        using var h = File.OpenHandle(tmp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
-        foreach (var (offset, data) in writes) RandomAccess.Write(h, data, offset);
-        RandomAccess.SetLength(h, length);
-        if (fsync) QcowNative.Fsync(h);
-    }
-
-    static void WithHandle(string path, Action<SafeFileHandle> action)
-    {
-        using var h = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        action(h);
+        var h = File.OpenHandle(tmp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        try
+        {
+            foreach (var (offset, data) in writes) RandomAccess.Write(h, data, offset);
+            RandomAccess.SetLength(h, length);
+            if (alone) QcowNative.Fsync(h);
+            else QcowNative.StartWriteback(h);
+            return h;
+        }
+        catch
+        {
+            h.Dispose();
+            throw;
+        }
     }
 
     static void Publish(QcowOverlayPlan plan, string tmp)

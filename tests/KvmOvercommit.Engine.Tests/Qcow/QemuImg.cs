@@ -95,7 +95,7 @@ public static class QemuImg
         else Assert.Null(image.BackingPath);
         if (image.Format != "qcow2")
         {
-            Assert.False(info.TryGetProperty("cluster-size", out _) && image.ClusterSize is not null);
+            Assert.Null(image.ClusterSize); // qemu-img reports a cluster size only for formats that have one
             return;
         }
         Assert.Equal(info.GetProperty("cluster-size").GetInt32(), image.ClusterSize);

@@ -4,9 +4,15 @@ namespace KvmOvercommit.Benchmarks;
 
 /// <summary>
 /// Runs the benchmarks: `dotnet run -c Release --project tests/KvmOvercommit.Benchmarks -- --filter '*'`
-/// (BenchmarkSwitcher: pick classes with --filter, e.g. '*GuestListing*').
+/// (BenchmarkSwitcher: pick classes with --filter, e.g. '*GuestListing*'). `qcow-overlays …` runs the Stopwatch
+/// harness of <see cref="QcowOverlayHarness"/> instead.
 /// </summary>
 public static class Program
 {
-    public static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+    public static int Main(string[] args)
+    {
+        if (args.Length > 0 && args[0] == "qcow-overlays") return QcowOverlayHarness.Run(args);
+        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+        return 0;
+    }
 }

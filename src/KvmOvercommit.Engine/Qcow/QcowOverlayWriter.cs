@@ -99,6 +99,13 @@ public static class QcowOverlayWriter
         return new QcowBacking(image, keys);
     }
 
+    static KvmOcException InUse(string path) =>
+        new(ErrorKind.ResourceBusy, "QcowImageInUse", $"'{path}' is in use by a running QEMU (its image lock is held).", path,
+            "Stop the guest that uses it first; -Force never replaces an image in use.");
+
+    static KvmOcException Exists(string path) =>
+        new(ErrorKind.ResourceExists, "QcowOverlayExists", $"'{path}' already exists.", path, "Use -Force to replace it.");
+
     static bool IsFormatName(string s) => s.Length is > 0 and < 16 && s.All(c => c is >= 'a' and <= 'z' or >= '0' and <= '9' or '-' or '_');
 
     /// <summary>Decides everything for one overlay without touching the disk (the -WhatIf half).</summary>
@@ -126,10 +133,9 @@ public static class QcowOverlayWriter
         if (exists)
         {
             if (QcowNative.IsLocked(full))
-                throw new KvmOcException(ErrorKind.ResourceBusy, "QcowImageInUse", $"'{full}' is in use by a running QEMU (its image lock is held).", full,
-                    "Stop the guest that uses it first; -Force never replaces an image in use.");
+                throw InUse(full);
             if (!options.Force)
-                throw new KvmOcException(ErrorKind.ResourceExists, "QcowOverlayExists", $"'{full}' already exists.", full, "Use -Force to replace it.");
+                throw Exists(full);
         }
 
         string stored = b.Path;
@@ -274,45 +280,129 @@ public static class QcowOverlayWriter
         return (writes, length);
     }
 
-    /// <summary>Writes the overlay (temporary name, fsync, rename) and returns it as Get-QcowImage would report it.</summary>
+    /// <summary>Writes one overlay (temporary name, fsync, rename) and returns it as Get-QcowImage would report it.</summary>
     public static QcowImage Apply(QcowOverlayPlan plan, IOperationObserver? observer = null, bool syncDirectory = true)
     {
-        var (writes, length) = Layout(plan);
-        string dir = System.IO.Path.GetDirectoryName(plan.Path) ?? "/";
-        string tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(plan.Path)}.{Guid.NewGuid():N}.kvmoc-tmp");
-        bool renamed = false;
+        KvmOcException? error = null;
+        var made = ApplyMany(new[] { plan }, observer, e => error = e, syncDirectory);
+        if (error is not null) throw error;
+        return made.Single();
+    }
+
+    /// <summary>
+    /// Writes a batch of overlays so that a crash never leaves a half-written file under a final name: every overlay is
+    /// first written under a temporary name in its target folder; then the data are made durable (fsync for a single
+    /// overlay; for a batch, writeback of all files is started first and then each is fdatasynced, so the journal commits
+    /// the whole batch at once instead of once per file); only then is each renamed to its final name (never over a file that appeared meanwhile, never over an
+    /// image a QEMU has locked since the plan was made); finally each folder is fsynced once. A failure of one overlay is
+    /// reported through <paramref name="onError"/>, its temporary file removed, and the others go on.
+    /// </summary>
+    public static List<QcowImage> ApplyMany(IReadOnlyList<QcowOverlayPlan> plans, IOperationObserver? observer, Action<KvmOcException> onError, bool syncDirectories = true)
+    {
+        var results = new List<QcowImage>();
+        var dirs = new HashSet<string>(StringComparer.Ordinal);
+        bool single = plans.Count == 1;
+        // In chunks, so that a huge batch never holds more than FlushChunk files open at once.
+        foreach (var chunk in plans.Chunk(FlushChunk))
+        {
+            var written = new List<(QcowOverlayPlan Plan, string Tmp, SafeFileHandle Handle)>();
+            var temps = written;
+            try
+            {
+                foreach (var plan in chunk)
+                {
+                    string tmp = TempName(plan.Path);
+                    SafeFileHandle? h = null;
+                    if (Attempt(plan, tmp, onError, () => h = WriteTemp(plan, tmp, single))) written.Add((plan, tmp, h!));
+                }
+                if (!single)
+                {
+                    // Every file's writeback was started as it was written; now wait for each: the file system commits
+                    // the chunk's metadata in one or a few journal commits instead of one per fsync, and only our own
+                    // files are flushed.
+                    temps = temps.Where(t => Attempt(t.Plan, t.Tmp, onError, () => QcowNative.Fdatasync(t.Handle))).ToList();
+                    observer?.Verbose($"Flushed {temps.Count} overlay(s) (sync_file_range, fdatasync)");
+                }
+            }
+            finally
+            {
+                foreach (var t in written) t.Handle.Dispose();
+            }
+            foreach (var (plan, tmp, _) in temps)
+            {
+                if (!Attempt(plan, tmp, onError, () => Publish(plan, tmp))) continue;
+                dirs.Add(System.IO.Path.GetDirectoryName(plan.Path) ?? "/");
+                observer?.Verbose($"Created {plan.Path}: qcow2 v3, {plan.VirtualSize} bytes, backing '{plan.BackingFile}' ({plan.BackingFormat})");
+                results.Add(Describe(plan));
+            }
+        }
+        if (syncDirectories) SyncDirectories(dirs);
+        return results;
+    }
+
+    const int FlushChunk = 256;
+
+    static string TempName(string path) =>
+        System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path) ?? "/", $".{System.IO.Path.GetFileName(path)}.{Guid.NewGuid():N}.kvmoc-tmp");
+
+    /// <summary>Runs one step for one overlay; an I/O failure becomes a KvmOcException for onError and removes the temporary file.</summary>
+    static bool Attempt(QcowOverlayPlan plan, string tmp, Action<KvmOcException> onError, Action step)
+    {
+        KvmOcException failure;
         try
         {
-            using (var h = File.OpenHandle(tmp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None))
-            {
-                foreach (var (offset, data) in writes) RandomAccess.Write(h, data, offset);
-                RandomAccess.SetLength(h, length);
-                QcowNative.Fsync(h);
-            }
-            if (plan.ReplacesExisting)
-            {
-                // Re-check right before the rename: a guest may have started since the plan was made.
-                if (QcowNative.IsLocked(plan.Path))
-                    throw new KvmOcException(ErrorKind.ResourceBusy, "QcowImageInUse", $"'{plan.Path}' is in use by a running QEMU (its image lock is held).", plan.Path,
-                        "Stop the guest that uses it first; -Force never replaces an image in use.");
-                File.Move(tmp, plan.Path, overwrite: true);
-            }
-            else
-            {
-                RenameNoReplace(tmp, plan.Path);
-            }
-            renamed = true;
-            if (syncDirectory) QcowNative.FsyncDirectory(dir);
+            step();
+            return true;
+        }
+        catch (KvmOcException e)
+        {
+            failure = e;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
         {
-            throw KvmOcException.FromIo(e, "QcowOverlayWriteFailed", $"Cannot write overlay '{plan.Path}'", plan.Path);
+            failure = KvmOcException.FromIo(e, "QcowOverlayWriteFailed", $"Cannot write overlay '{plan.Path}'", plan.Path);
         }
-        finally
+        try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        onError(failure);
+        return false;
+    }
+
+    /// <summary>Writes the overlay's bytes into a new temporary file and returns it open: fsynced when alone, else with its writeback started.</summary>
+    static SafeFileHandle WriteTemp(QcowOverlayPlan plan, string tmp, bool alone)
+    {
+        var (writes, length) = Layout(plan);
+        var h = File.OpenHandle(tmp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        try
         {
-            if (!renamed) try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            foreach (var (offset, data) in writes) RandomAccess.Write(h, data, offset);
+            RandomAccess.SetLength(h, length);
+            if (alone) QcowNative.Fsync(h);
+            else QcowNative.StartWriteback(h);
+            return h;
         }
-        observer?.Verbose($"Created {plan.Path}: qcow2 v3, {plan.VirtualSize} bytes, backing '{plan.BackingFile}' ({plan.BackingFormat})");
+        catch
+        {
+            h.Dispose();
+            throw;
+        }
+    }
+
+    static void Publish(QcowOverlayPlan plan, string tmp)
+    {
+        if (plan.ReplacesExisting)
+        {
+            // Re-check right before the rename: a guest may have started since the plan was made.
+            if (QcowNative.IsLocked(plan.Path)) throw InUse(plan.Path);
+            File.Move(tmp, plan.Path, overwrite: true);
+        }
+        else
+        {
+            RenameNoReplace(tmp, plan.Path);
+        }
+    }
+
+    static QcowImage Describe(QcowOverlayPlan plan)
+    {
         var b = plan.Backing.Image;
         return new QcowImage
         {
@@ -336,27 +426,25 @@ public static class QcowOverlayWriter
         foreach (var d in dirs) QcowNative.FsyncDirectory(d);
     }
 
-    /// <summary>Creates many overlays on one backing image: the backing is read once, directories are synced once.</summary>
+    /// <summary>
+    /// Creates many overlays on one backing image: the backing is read once, the batch is flushed together and
+    /// each folder synced once (see <see cref="ApplyMany"/>). Errors of single overlays go to <paramref name="onError"/>
+    /// (or are thrown, the first one, when it is null, after the others were written).
+    /// </summary>
     public static IEnumerable<QcowImage> CreateMany(IEnumerable<string> paths, string backingPath, QcowOverlayOptions options, IOperationObserver? observer = null,
         Action<KvmOcException>? onError = null)
     {
         var backing = OpenBacking(backingPath, options.BackingFormat, observer);
-        var dirs = new HashSet<string>(StringComparer.Ordinal);
-        var results = new List<QcowImage>();
+        KvmOcException? first = null;
+        Action<KvmOcException> report = onError ?? (e => first ??= e);
+        var plans = new List<QcowOverlayPlan>();
         foreach (var p in paths)
         {
-            try
-            {
-                var plan = Plan(p, backing, options, observer);
-                results.Add(Apply(plan, observer, syncDirectory: false));
-                dirs.Add(System.IO.Path.GetDirectoryName(plan.Path) ?? "/");
-            }
-            catch (KvmOcException e) when (onError is not null)
-            {
-                onError(e);
-            }
+            try { plans.Add(Plan(p, backing, options, observer)); }
+            catch (KvmOcException e) { report(e); }
         }
-        SyncDirectories(dirs);
+        var results = ApplyMany(plans, observer, report);
+        if (first is not null) throw first;
         return results;
     }
 
@@ -370,7 +458,7 @@ public static class QcowOverlayWriter
         if (renameat2(AT_FDCWD, from, AT_FDCWD, to, 1 /* RENAME_NOREPLACE */) == 0) return;
         int errno = Marshal.GetLastPInvokeError();
         if (errno == Errno.EEXIST)
-            throw new KvmOcException(ErrorKind.ResourceExists, "QcowOverlayExists", $"'{to}' already exists.", to, "Use -Force to replace it.");
+            throw Exists(to);
         if (errno == Errno.EINVAL || errno == 38 /* ENOSYS */)
         {
             File.Move(from, to, overwrite: false);

@@ -72,6 +72,8 @@ public static class QcowReader
     static QcowImage ReadOne(string path, string? forcedFormat, out (ulong, ulong)? key)
     {
         string full = System.IO.Path.GetFullPath(path);
+        if (Directory.Exists(full))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowPathIsDirectory", $"'{full}' is a directory, not an image file.", full);
         SafeFileHandle handle;
         try
         {
@@ -97,7 +99,15 @@ public static class QcowReader
                 {
                     buf = new byte[(int)Math.Min(length, more.Bytes)];
                     n = ReadFully(handle, buf, 0);
-                    image = Parse(buf.AsSpan(0, n), length, full, forcedFormat);
+                    try
+                    {
+                        image = Parse(buf.AsSpan(0, n), length, full, forcedFormat);
+                    }
+                    catch (NeedMoreException)
+                    {
+                        // only when the file shrank between the two reads
+                        throw Bad(full, "header", $"the file ended at {n} bytes while its header area was read");
+                    }
                 }
                 image.InUse = QcowNative.IsLocked(handle);
             }

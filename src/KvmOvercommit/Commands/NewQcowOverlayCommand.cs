@@ -8,6 +8,8 @@ namespace KvmOvercommit.Commands;
 /// Writes qcow2 v3 overlays with the backing-format header extension, byte for byte what qemu-img 7.2 writes for the
 /// same inputs. The backing image is read once (read-only) for all overlays of a pipeline. Each overlay is written
 /// under a temporary name, flushed and renamed, so a crash never leaves a half-written file under the final name.
+/// Overlays from the pipeline are checked as they arrive and written together when the input ends (in batches of
+/// 1000), so that the file system commits them together instead of once per file.
 /// An existing file is refused unless -Force, and an image a running QEMU holds is never replaced. An overlay can never
 /// be its own backing file or close a loop. Returns the new image as Get-QcowImage reports it.
 /// </remarks>
@@ -27,7 +29,8 @@ namespace KvmOvercommit.Commands;
 [OutputType(typeof(QcowImage))]
 public sealed class NewQcowOverlayCommand : KvmCmdlet
 {
-    readonly HashSet<string> _dirs = new(StringComparer.Ordinal);
+    const int BatchSize = 1000;
+    readonly List<QcowOverlayPlan> _plans = new();
     QcowBacking? _backing;
     string? _backingKey;
 
@@ -58,7 +61,7 @@ public sealed class NewQcowOverlayCommand : KvmCmdlet
     [ValidateRange(4096, 2097152)]
     public int? ClusterSize { get; set; }
 
-    /// <summary>Replace existing files (asks first unless -Confirm:$false); an image in use by QEMU is never replaced.</summary>
+    /// <summary>Replace existing files without asking (-Confirm still asks); an image in use by a running QEMU is never replaced.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
@@ -89,17 +92,21 @@ public sealed class NewQcowOverlayCommand : KvmCmdlet
             Invoke(() =>
             {
                 var plan = QcowOverlayWriter.Plan(target, _backing!, options, SyncObserver);
-                if (!ShouldProcess(plan.Path, plan.Action)) return;
-                if (plan.ReplacesExisting && !ConfirmedOff() &&
-                    !ShouldContinue($"'{plan.Path}' exists; replacing it loses its contents.", "Replace existing image")) return;
-                WriteObject(QcowOverlayWriter.Apply(plan, SyncObserver, syncDirectory: false));
-                _dirs.Add(System.IO.Path.GetDirectoryName(plan.Path) ?? "/");
+                if (ShouldProcess(plan.Path, plan.Action)) _plans.Add(plan);
             });
+            if (_plans.Count >= BatchSize) ApplyPlans();
         }
     }
 
     /// <inheritdoc />
-    protected override void EndProcessing() => QcowOverlayWriter.SyncDirectories(_dirs);
+    protected override void EndProcessing() => ApplyPlans();
 
-    bool ConfirmedOff() => MyInvocation.BoundParameters.TryGetValue("Confirm", out var v) && v is SwitchParameter s && !s.IsPresent;
+    /// <summary>Writes the planned overlays as one batch (one file-system flush for all of them) and emits them.</summary>
+    void ApplyPlans()
+    {
+        if (_plans.Count == 0) return;
+        var made = QcowOverlayWriter.ApplyMany(_plans, SyncObserver, WriteEngineError);
+        _plans.Clear();
+        foreach (var image in made) WriteObject(image);
+    }
 }

@@ -23,6 +23,7 @@
         'Get-MdRaid'
         'Get-OvercommitReport'
         'Get-QcowImage'
+        'Invoke-KsmAutoTune'
         'Measure-DeviceIops'
         'Measure-KvmGuestIops'
         'Measure-ProcessIops'

@@ -46,6 +46,9 @@ public abstract class KvmCmdlet : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>How long a stopped cmdlet waits for its engine work to clean up.</summary>
+    static readonly TimeSpan EngineCleanupTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>
     /// Runs asynchronous engine work on the thread pool and pumps what it emits onto the pipeline thread.
     /// <paramref name="work"/> receives an observer (verbose/warning/progress) and an emit callback for output objects.
@@ -66,7 +69,10 @@ public abstract class KvmCmdlet : PSCmdlet, IDisposable
         }
         catch
         {
+            // Ctrl+C or a failed write on the pipeline thread: let the engine's finally blocks (which put host state
+            // back, e.g. the autotuner's low exit rate) finish before the cmdlet ends and pwsh may exit.
             _cts.Cancel();
+            try { task.Wait(EngineCleanupTimeout); } catch (AggregateException) { }
             throw;
         }
         Invoke(() => task.GetAwaiter().GetResult(), terminating);

@@ -9,7 +9,7 @@ namespace KvmOvercommit.Engine.Tests.Ksm;
 [Collection(HostSerialCollection.Name)]
 public class KsmHostTests
 {
-    static void RequireHost()
+    internal static void RequireHost()
     {
         Prereq.RequireKsm();
         Prereq.RequireRoot();
@@ -18,7 +18,7 @@ public class KsmHostTests
         Prereq.Require(!ksmtuned, "ksmtuned not running (it rewrites KSM settings behind the test's back: systemctl stop ksmtuned)");
     }
 
-    static Dictionary<string, string> KnobFiles() => KsmTuning.Knobs
+    internal static Dictionary<string, string> KnobFiles() => KsmTuning.Knobs
         .Select(k => Path.Combine(HostRoots.Default.Ksm, k.File)).Where(File.Exists)
         .ToDictionary(Path.GetFileName, f => File.ReadAllText(f))!;
 

@@ -10,8 +10,9 @@ namespace KvmOvercommit.Engine.Ksm.AutoTune;
 /// <remarks>
 /// The policy: new mergeable memory (a new mergeable process, or the mergeable processes' resident memory growing)
 /// wakes it into <see cref="KsmAutoTuneMode.Burst"/>: a rate sized to finish one full pass over the mergeable pages in
-/// <see cref="KsmAutoTunePolicy.BurstPassTime"/>, capped at the aggressive 20000 pages / 20 ms. A new page merges on
-/// the second pass that sees it (the first only checksums it), so the first passes after a wake-up are not judged;
+/// <see cref="KsmAutoTunePolicy.BurstPassTime"/>, capped at the aggressive 20000 pages / 20 ms. A new process joins
+/// behind ksmd's cursor (the pass in progress skips it) and its pages merge on the second pass that sees them (the
+/// first only checksums them), so the first three passes after a wake-up are not judged;
 /// after that, every completed pass is: while a pass merges pages the burst goes on, and once a pass merges
 /// (almost) nothing the rate steps down geometrically to the idle rate. In idle, merges found by the slow scan or new
 /// mergeable memory wake it again. Memory pressure (little MemAvailable) raises the floor.

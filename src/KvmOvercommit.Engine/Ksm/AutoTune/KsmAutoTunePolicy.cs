@@ -15,8 +15,11 @@ public sealed class KsmAutoTunePolicy
     public long IdlePagesToScan { get; set; } = 100;
     /// <summary>sleep_millisecs when idle.</summary>
     public long IdleSleepMilliseconds { get; set; } = 200;
-    /// <summary>Full passes after a wake-up before a pass is judged (the first pass only checksums new pages).</summary>
-    public int PassesBeforeJudging { get; set; } = 2;
+    /// <summary>
+    /// Full passes after a wake-up before a pass is judged. The kernel inserts a new process just behind ksmd's cursor,
+    /// so the pass in progress at wake-up skips it, the next only checksums its pages and the third merges them.
+    /// </summary>
+    public int PassesBeforeJudging { get; set; } = 3;
     /// <summary>A pass merging fewer pages than this fraction of the mergeable pages counts as "yields nothing".</summary>
     public double YieldFraction { get; set; } = 0.002;
     /// <summary>…and never fewer than this many pages.</summary>

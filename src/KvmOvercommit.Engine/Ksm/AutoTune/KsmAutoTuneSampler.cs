@@ -20,6 +20,8 @@ public sealed class KsmAutoTuneSampler : IDisposable
     readonly byte[] _buf = new byte[8192];
     int? _ksmdPid;
     bool _first = true;
+    long? _lastPid;
+    TimeSpan _lastListing;
 
     sealed class Tracked
     {
@@ -83,7 +85,7 @@ public sealed class KsmAutoTuneSampler : IDisposable
         var alive = new HashSet<int>();
         var ids = new List<int>();
         long rmap = 0, resident = 0;
-        foreach (var pid in KsmProcessReader.ProcessIds(_roots))
+        foreach (var pid in ProcessIds(now))
         {
             alive.Add(pid);
             if (!_procs.TryGetValue(pid, out var t))
@@ -109,6 +111,41 @@ public sealed class KsmAutoTuneSampler : IDisposable
         o.RmapItems = rmap;
         o.MergeableResidentPages = resident;
     }
+
+    /// <summary>
+    /// The pids to look at. Listing /proc costs about 2 µs per process (procfs builds every entry), most of a reading on
+    /// a host with hundreds of processes, so it is skipped while /proc/loadavg's last-created pid is unchanged (no
+    /// process or thread was created since the last listing): the processes already tracked are all there is, and
+    /// the ones that exited drop out when their ksm_stat cannot be read. A full listing still runs every
+    /// <see cref="RecheckInterval"/>, and always when loadavg cannot be read.
+    /// </summary>
+    IEnumerable<int> ProcessIds(TimeSpan now)
+    {
+        long? lastPid = ReadLastPid();
+        if (!_first && lastPid is not null && lastPid == _lastPid && now - _lastListing < RecheckInterval)
+        {
+            ListingsSkipped++;
+            return _procs.Keys.ToList();
+        }
+        _lastPid = lastPid;
+        _lastListing = now;
+        return KsmProcessReader.ProcessIds(_roots);
+    }
+
+    /// <summary>The last field of /proc/loadavg ("0.29 0.69 0.37 1/123 4567"): the most recently created pid.</summary>
+    long? ReadLastPid()
+    {
+        int n = ReadFile(_roots.ProcFile("loadavg"));
+        if (n <= 0) return null;
+        var span = _buf.AsSpan(0, n).TrimEnd((byte)'\n').TrimEnd((byte)' ');
+        int sp = span.LastIndexOf((byte)' ');
+        if (sp < 0) return null;
+        int pos = sp + 1;
+        return ParseLong(span, ref pos);
+    }
+
+    /// <summary>How many readings used the tracked processes instead of listing /proc (for tests).</summary>
+    public int ListingsSkipped { get; private set; }
 
     /// <summary>Parses ksm_rmap_items, ksm_mergeable and ksm_merge_any ("key value" or "key: value" lines).</summary>
     bool ReadKsmStat(int pid, Tracked t)

@@ -1,0 +1,119 @@
+using KvmOvercommit.Engine.Ksm.AutoTune;
+using KvmOvercommit.Engine.Tests.Infrastructure;
+
+namespace KvmOvercommit.Engine.Tests.AutoTune;
+
+/// <summary>The sampler on a fake /sys and /proc: what it reads, and when it lists /proc and when it need not.</summary>
+public class KsmAutoTuneSamplerTests
+{
+    sealed class FakeHost : IDisposable
+    {
+        readonly TempDir _dir = new("kvmoc-sampler");
+        public readonly HostRoots Roots;
+
+        public FakeHost()
+        {
+            Roots = new HostRoots(_dir.File("sys"), _dir.File("proc"), _dir.File("dev"));
+            Ksm(shared: 0, sharing: 0, fullScans: 0);
+            _dir.Write("proc/meminfo", "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    8000000 kB\n");
+            LastPid(100);
+        }
+
+        public void Ksm(long shared, long sharing, long fullScans)
+        {
+            foreach (var (file, value) in new[] { ("pages_shared", shared), ("pages_sharing", sharing), ("pages_unshared", 0L), ("pages_volatile", 0L), ("full_scans", fullScans), ("pages_scanned", 0L), ("run", 1L) })
+                _dir.Write($"sys/kernel/mm/ksm/{file}", $"{value}\n");
+        }
+
+        public void LastPid(int pid) => _dir.Write("proc/loadavg", $"0.29 0.69 0.37 1/123 {pid}\n");
+
+        public void NoLoadavg() => File.Delete(_dir.File("proc/loadavg"));
+
+        public void Process(int pid, bool mergeable, long rmap, long resident)
+        {
+            _dir.Write($"proc/{pid}/ksm_stat", $"ksm_rmap_items {rmap}\nksm_zero_pages 0\nksm_merging_pages 0\nksm_process_profit 0\nksm_merge_any: no\nksm_mergeable: {(mergeable ? "yes" : "no")}\n");
+            _dir.Write($"proc/{pid}/statm", $"{resident * 2} {resident} 100 10 0 {resident} 0\n");
+        }
+
+        public void Exit(int pid) => Directory.Delete(_dir.File($"proc/{pid}"), recursive: true);
+
+        public void Dispose() => _dir.Dispose();
+    }
+
+    [Fact]
+    public void Reads_counters_mergeable_processes_and_memory()
+    {
+        using var host = new FakeHost();
+        host.Ksm(shared: 100, sharing: 3000, fullScans: 7);
+        host.Process(11, mergeable: true, rmap: 16384, resident: 17000);
+        host.Process(12, mergeable: false, rmap: 0, resident: 5000);
+        using var sampler = new KsmAutoTuneSampler(host.Roots);
+        var o = sampler.Read();
+        Assert.Equal((100L, 3000L, 7L), (o.PagesShared, o.PagesSharing, o.FullScans));
+        Assert.Equal(new[] { 11 }, o.MergeableProcessIds);
+        Assert.Equal(16384, o.RmapItems);
+        Assert.Equal(17000, o.MergeableResidentPages);
+        Assert.Equal(16000000L * 1024, o.MemTotalBytes);
+        Assert.Equal(8000000L * 1024, o.MemAvailableBytes);
+        Assert.Null(o.KsmdCpuSeconds); // no ksmd in the fake tree
+    }
+
+    [Fact]
+    public void Skips_listing_proc_while_no_process_was_created_and_still_sees_exits()
+    {
+        using var host = new FakeHost();
+        host.Process(11, mergeable: true, rmap: 16384, resident: 17000);
+        using var sampler = new KsmAutoTuneSampler(host.Roots) { RecheckInterval = TimeSpan.FromHours(1) };
+        Assert.Equal(new[] { 11 }, sampler.Read().MergeableProcessIds);
+
+        // No new pid in loadavg: the listing is skipped (a directory appearing without a fork cannot happen for real).
+        host.Process(12, mergeable: true, rmap: 100, resident: 200);
+        Assert.Equal(new[] { 11 }, sampler.Read().MergeableProcessIds);
+        Assert.Equal(1, sampler.ListingsSkipped);
+
+        // A process was created: listed again, the new one is seen at once.
+        host.LastPid(101);
+        Assert.Equal(new[] { 11, 12 }, sampler.Read().MergeableProcessIds);
+        Assert.Equal(1, sampler.ListingsSkipped);
+
+        // An exit creates no pid: the tracked process drops out when its ksm_stat is gone.
+        host.Exit(11);
+        var o = sampler.Read();
+        Assert.Equal(new[] { 12 }, o.MergeableProcessIds);
+        Assert.Equal(200, o.MergeableResidentPages);
+        Assert.Equal(2, sampler.ListingsSkipped);
+    }
+
+    [Fact]
+    public void Lists_proc_every_time_without_loadavg_and_after_the_recheck_interval()
+    {
+        using var host = new FakeHost();
+        host.NoLoadavg();
+        using var sampler = new KsmAutoTuneSampler(host.Roots);
+        Assert.Empty(sampler.Read().MergeableProcessIds);
+        host.Process(21, mergeable: true, rmap: 10, resident: 20);
+        Assert.Equal(new[] { 21 }, sampler.Read().MergeableProcessIds);
+        Assert.Equal(0, sampler.ListingsSkipped);
+
+        using var host2 = new FakeHost();
+        using var sampler2 = new KsmAutoTuneSampler(host2.Roots) { RecheckInterval = TimeSpan.Zero };
+        sampler2.Read();
+        host2.Process(22, mergeable: true, rmap: 10, resident: 20);
+        Assert.Equal(new[] { 22 }, sampler2.Read().MergeableProcessIds);
+        Assert.Equal(0, sampler2.ListingsSkipped);
+    }
+
+    [Fact]
+    public void A_process_that_madvises_later_is_found_while_it_is_young()
+    {
+        using var host = new FakeHost();
+        using var sampler = new KsmAutoTuneSampler(host.Roots) { RecheckInterval = TimeSpan.FromHours(1) };
+        sampler.Read();
+        host.Process(31, mergeable: false, rmap: 0, resident: 20);
+        host.LastPid(31);
+        Assert.Empty(sampler.Read().MergeableProcessIds);
+        host.Process(31, mergeable: true, rmap: 0, resident: 16000); // QEMU madvised its RAM
+        Assert.Equal(new[] { 31 }, sampler.Read().MergeableProcessIds);
+        Assert.True(sampler.ListingsSkipped >= 1);
+    }
+}

@@ -32,8 +32,9 @@ public sealed class WatchKsmStatCommand : KvmCmdlet
     [ValidateRange(1, int.MaxValue)]
     public int? Count { get; set; }
 
-    /// <summary>Stop after this much time (e.g. 00:05:00 or (New-TimeSpan -Minutes 5)).</summary>
+    /// <summary>Stop after this much time: a TimeSpan (00:05:00, (New-TimeSpan -Minutes 5)) or seconds (300).</summary>
     [Parameter]
+    [TimeSpanSecondsTransformation]
     public TimeSpan? Duration { get; set; }
 
     /// <summary>Stop when the savings stop growing (no growth for -StableSamples samples, with a full scan completed meanwhile while KSM merges).</summary>

@@ -20,6 +20,8 @@ public sealed class ExperimentOptions
 {
     /// <summary>The base image every guest's overlay is backed by; null boots the tiny guest (kernel + initramfs) with an overlay on a small base qcow2 the experiment creates.</summary>
     public string? BaseImage { get; set; }
+    /// <summary>Boot the tiny guest (kernel + initramfs) also when <see cref="BaseImage"/> is given: the base is then only the disk behind the overlays. Null: only without a base image.</summary>
+    public bool? TinyGuest { get; set; }
     /// <summary>Number of guests.</summary>
     public int GuestCount { get; set; } = 4;
     /// <summary>Guest RAM in MiB (QEMU's -m).</summary>
@@ -50,6 +52,8 @@ public sealed class ExperimentOptions
     public string? RunDirectory { get; set; }
     /// <summary>Guest and overlay names start with this, then a run id and the guest number.</summary>
     public string NamePrefix { get; set; } = "kvmoc-exp";
+    /// <summary>The run id in the names (default: 6 random hex digits, so runs never collide).</summary>
+    public string? RunId { get; set; }
     /// <summary>Tiny guest only: how long to wait for every guest to print its ready line.</summary>
     public TimeSpan ReadyTimeout { get; set; } = TimeSpan.FromSeconds(180);
     /// <summary>How long an unmerge (run = 2) may take before the experiment gives up.</summary>

@@ -51,20 +51,21 @@ public static class OvercommitExperiment
         if (ToolRunner.Which("qemu-system-x86_64") is null)
             throw new KvmOcException(ErrorKind.NotInstalled, "QemuNotInstalled", "'qemu-system-x86_64' is not installed.", "qemu-system-x86_64", "Install it: apt-get install qemu-system-x86");
 
-        var id = Guid.NewGuid().ToString("N")[..6];
+        var id = o.RunId ?? Guid.NewGuid().ToString("N")[..6];
+        if (id.Length == 0 || id.Any(c => !char.IsAsciiLetterOrDigit(c))) throw Bad("ExperimentInvalidRunId", $"The run id '{id}' must be letters and digits.", id);
         var stem = $"{o.NamePrefix}-{id}";
-        bool tiny = o.BaseImage is null;
+        bool createsBase = o.BaseImage is null, tiny = o.TinyGuest ?? createsBase;
         string? baseImage = o.BaseImage is null ? null : Path.GetFullPath(o.BaseImage);
         if (baseImage is not null && !File.Exists(baseImage))
             throw new KvmOcException(ErrorKind.NotFound, "BaseImageNotFound", $"The base image '{baseImage}' does not exist.", baseImage);
-        if (tiny && ToolRunner.Which("qemu-img") is null)
+        if (createsBase && ToolRunner.Which("qemu-img") is null)
             throw new KvmOcException(ErrorKind.NotInstalled, "QemuImgNotInstalled", "'qemu-img' is not installed (it makes the tiny guest's small base image).", "qemu-img", "Install it: apt-get install qemu-utils");
         var work = Path.GetFullPath(o.WorkDirectory ?? (baseImage is not null ? Path.GetDirectoryName(baseImage)! : Path.Combine(Path.GetTempPath(), stem)));
         bool createsWork = !Directory.Exists(work);
         baseImage ??= Path.Combine(work, stem + "-base.qcow2");
         var names = Enumerable.Range(1, o.GuestCount).Select(i => $"{stem}-{i}").ToArray();
         var overlays = names.Select(n => Path.Combine(work, n + ".qcow2")).ToArray();
-        foreach (var f in overlays.Append(tiny ? baseImage : null).OfType<string>())
+        foreach (var f in overlays.Append(createsBase ? baseImage : null).OfType<string>())
             if (File.Exists(f)) throw new KvmOcException(ErrorKind.ResourceExists, "ExperimentFileExists", $"'{f}' already exists; the experiment never overwrites a file it did not create.", f);
         int fill = o.FillMiB ?? (int)(o.MemoryMB / 2);
         string? kernelArgs = tiny ? "quiet kvmoc.quiet" + (fill > 0 ? $" kvmoc.fill={fill},1" : "") : null;
@@ -72,13 +73,14 @@ public static class OvercommitExperiment
         var profileTime = o.UntilStable ? $"until stable (at most {o.ProfileDuration.TotalSeconds:0} s)" : $"for {o.ProfileDuration.TotalSeconds:0} s";
         var steps = new List<string>();
         if (createsWork) steps.Add($"create the folder {work}");
-        if (tiny) steps.Add($"get the tiny guest (Get-KvmTinyGuest) and create the small empty base image {baseImage} (qemu-img create -f qcow2, 64 MiB)");
+        if (tiny) steps.Add("get the tiny guest's kernel and initramfs (Get-KvmTinyGuest)");
+        if (createsBase) steps.Add($"create the small empty base image {baseImage} (qemu-img create -f qcow2, 64 MiB)");
         steps.Add($"create {o.GuestCount} qcow2 overlay(s) backed by {baseImage} (read only, never written): {string.Join(", ", overlays.Select(Path.GetFileName))}");
         steps.Add($"start {o.GuestCount} guest(s) {names[0]}…{names[^1]}: {o.MemoryMB} MiB, {o.CpuCount} vCPU(s), accelerator {o.Accelerator}" + (o.StaggerSeconds > 0 ? $", {o.StaggerSeconds:0.#} s apart" : "")
             + (tiny ? $", kernel + initramfs with '{kernelArgs}', then wait for each guest's ready line" : ""));
         foreach (var p in o.Profiles)
             steps.Add($"profile {p}: unmerge every KSM page (run = 2, until pages_shared and pages_sharing are 0), set {TuningText(p)}, run = 1; sample every {o.Interval.TotalSeconds:0.##} s {profileTime}");
-        steps.Add(o.KeepGuests ? "leave the guests running and their overlays in place (-KeepGuests)" : "stop the guests (ACPI power-down, then quit/kill) and delete the overlays" + (tiny ? " and the base image" : "") + " the experiment created");
+        steps.Add(o.KeepGuests ? "leave the guests running and their overlays in place (-KeepGuests)" : "stop the guests (ACPI power-down, then quit/kill) and delete the overlays" + (createsBase ? " and the base image" : "") + " the experiment created");
         steps.Add($"restore every KSM setting as found (run = {ksm.Run}, pages_to_scan = {ksm.PagesToScan}, sleep_millisecs = {ksm.SleepMilliseconds}" + (ksm.AdvisorMode is null ? "" : $", advisor_mode = {ksm.AdvisorMode}") + ")");
         if (o.ReportPath is not null) steps.Add($"write {ExperimentReportWriter.JsonFile}, {ExperimentReportWriter.CsvFile} and {ExperimentReportWriter.SvgFile} into {Path.GetFullPath(o.ReportPath)}");
         return new ExperimentPlan
@@ -88,7 +90,7 @@ public static class OvercommitExperiment
             WorkDirectory = work,
             CreatesWorkDirectory = createsWork,
             BaseImage = baseImage,
-            CreatesBaseImage = tiny,
+            CreatesBaseImage = createsBase,
             TinyGuest = tiny,
             GuestNames = names,
             Overlays = overlays,
@@ -196,6 +198,9 @@ public static class OvercommitExperiment
         {
             observer.Progress(new ProgressInfo(Activity, "getting the tiny guest", 1, ActivityId: MainActivity));
             tiny = await TinyGuest.GetAsync(null, observer, ct).ConfigureAwait(false);
+        }
+        if (plan.CreatesBaseImage)
+        {
             var qemuImg = ToolRunner.Require("qemu-img", "qemu-utils");
             string[] args = { "create", "-q", "-f", "qcow2", plan.BaseImage, "64M" };
             observer.Verbose($"{qemuImg} {string.Join(' ', args)}");

@@ -44,7 +44,7 @@ public sealed class ExperimentOptions
     public bool KeepGuests { get; set; }
     /// <summary>A folder for experiment.json, samples.csv and saved-memory.svg; null writes no report.</summary>
     public string? ReportPath { get; set; }
-    /// <summary>Tiny guest only: MiB of RAM each guest fills with a pattern shared by all guests (kvmoc.fill); default half of MemoryMB; 0 fills nothing.</summary>
+    /// <summary>Tiny guest only: MiB of RAM each guest fills with a pattern shared by all guests (kvmoc.fill); default half of MemoryMB but at most MemoryMB − 96; 0 fills nothing.</summary>
     public int? FillMiB { get; set; }
     /// <summary>Auto (KVM where /dev/kvm is usable, else TCG), Kvm or Tcg.</summary>
     public GuestAccelerator Accelerator { get; set; } = GuestAccelerator.Auto;

@@ -70,9 +70,11 @@ public static class ExperimentReportWriter
     /// <summary>A self-contained SVG: KSM's saving (MiB) over time since each profile's start, with axes, grid, labels and a legend.</summary>
     public static string Svg(ExperimentResult r)
     {
-        const double W = 900, H = 520, left = 80, right = 30, top = 60, bottom = 70;
-        double pw = W - left - right, ph = H - top - bottom;
         var profiles = r.Profiles.Where(p => p.Samples.Length > 0).ToList();
+        // The legend sits under the plot, one line per profile, so it never hides a curve.
+        const double W = 900, left = 80, right = 30, top = 60, plotHeight = 390, axisSpace = 60;
+        double H = top + plotHeight + axisSpace + 24 * profiles.Count + 16;
+        double pw = W - left - right, ph = plotHeight;
         double maxT = Math.Max(1, profiles.SelectMany(p => p.Samples).Select(s => s.ElapsedSeconds).DefaultIfEmpty(0).Max());
         double maxY = Math.Max(1, profiles.SelectMany(p => p.Samples).Select(s => s.SavedMiB).DefaultIfEmpty(0).Max());
         var (xStep, xTop) = ExperimentMath.NiceAxis(maxT, 8);
@@ -98,31 +100,34 @@ public static class ExperimentReportWriter
         for (double t = 0; t <= xTop + 1e-9; t += xStep) sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"{X(t)}\" y=\"{F(top + ph + 18)}\" text-anchor=\"middle\">{N(t)}</text>\n");
         sb.Append("  </g>\n");
         sb.Append(CultureInfo.InvariantCulture, $"  <path d=\"M{F(left)},{F(top)} V{F(top + ph)} H{F(left + pw)}\" fill=\"none\" stroke=\"#333\" stroke-width=\"1.5\"/>\n");
-        sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"{F(left + pw / 2)}\" y=\"{F(H - 22)}\" text-anchor=\"middle\" font-size=\"14\">time since the profile started (s)</text>\n");
+        sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"{F(left + pw / 2)}\" y=\"{F(top + ph + 44)}\" text-anchor=\"middle\" font-size=\"14\">time since the profile started (s)</text>\n");
         sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"22\" y=\"{F(top + ph / 2)}\" text-anchor=\"middle\" font-size=\"14\" transform=\"rotate(-90 22 {F(top + ph / 2)})\">KSM saved (MiB)</text>\n");
 
-        // lines
+        // lines: the first solid and wide, later ones thinner and dashed on top, so curves that coincide stay visible
         for (int i = 0; i < profiles.Count; i++)
         {
             var p = profiles[i];
             var points = string.Join(' ', p.Samples.Select(s => $"{X(s.ElapsedSeconds)},{Y(s.SavedMiB)}"));
-            sb.Append(CultureInfo.InvariantCulture, $"  <polyline fill=\"none\" stroke=\"{Colours[i % Colours.Length]}\" stroke-width=\"2.5\" stroke-linejoin=\"round\" points=\"{points}\"><title>{E(p.Profile.ToString())}</title></polyline>\n");
+            sb.Append(CultureInfo.InvariantCulture, $"  <polyline fill=\"none\" stroke=\"{Colours[i % Colours.Length]}\" {Stroke(i)} stroke-linejoin=\"round\" points=\"{points}\"><title>{E(p.Profile.ToString())}</title></polyline>\n");
         }
 
-        // legend (bottom right of the plot, where saving curves rarely are)
-        double lw = 330, lh = 14 + 20 * profiles.Count, lx = left + pw - lw - 10, ly = top + ph - lh - 10;
-        sb.Append(CultureInfo.InvariantCulture, $"  <g font-size=\"12\">\n    <rect x=\"{F(lx)}\" y=\"{F(ly)}\" width=\"{F(lw)}\" height=\"{F(lh)}\" fill=\"white\" fill-opacity=\"0.9\" stroke=\"#999\"/>\n");
+        // legend
+        sb.Append("  <g font-size=\"13\">\n");
         for (int i = 0; i < profiles.Count; i++)
         {
             var p = profiles[i];
-            double y = ly + 18 + 20 * i;
-            var label = $"{p.Profile}: {p.SavedMiB:0.#} MiB saved, 90% in {(p.TimeTo90PercentSeconds is double t ? $"{t:0.#} s" : "–")}, ksmd {(p.KsmdCpuSeconds is double c ? $"{c:0.#}" : "?")} CPU-s";
-            sb.Append(CultureInfo.InvariantCulture, $"    <line x1=\"{F(lx + 10)}\" y1=\"{F(y - 4)}\" x2=\"{F(lx + 34)}\" y2=\"{F(y - 4)}\" stroke=\"{Colours[i % Colours.Length]}\" stroke-width=\"3\"/>\n");
-            sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"{F(lx + 42)}\" y=\"{F(y)}\">{E(label)}</text>\n");
+            double y = top + ph + axisSpace + 24 * i + 14;
+            var label = $"{p.Profile}: {p.SavedMiB:0.#} MiB saved, 90% in {(p.TimeTo90PercentSeconds is double t ? $"{t:0.#} s" : "–")}, ksmd {(p.KsmdCpuSeconds is double c ? $"{c:0.#}" : "?")} CPU-s, total saving incl. resident {p.TotalSavedMiB:0.#} MiB";
+            sb.Append(CultureInfo.InvariantCulture, $"    <line x1=\"{F(left)}\" y1=\"{F(y - 4)}\" x2=\"{F(left + 36)}\" y2=\"{F(y - 4)}\" stroke=\"{Colours[i % Colours.Length]}\" {Stroke(i)}/>\n");
+            sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"{F(left + 46)}\" y=\"{F(y)}\">{E(label)}</text>\n");
         }
         sb.Append("  </g>\n</svg>\n");
         return sb.ToString();
     }
+
+    static readonly string[] Dashes = { "", "9 5", "3 4", "12 4 3 4" };
+
+    static string Stroke(int i) => $"stroke-width=\"{(i == 0 ? 4 : 2.5).ToString(CultureInfo.InvariantCulture)}\"" + (Dashes[i % Dashes.Length].Length > 0 ? $" stroke-dasharray=\"{Dashes[i % Dashes.Length]}\"" : "");
 
     static string F(double d) => Math.Round(d, 1).ToString("0.#", CultureInfo.InvariantCulture);
     static string N(double d) => Math.Round(d, 6).ToString("0.##", CultureInfo.InvariantCulture);

@@ -67,7 +67,7 @@ public static class OvercommitExperiment
         var overlays = names.Select(n => Path.Combine(work, n + ".qcow2")).ToArray();
         foreach (var f in overlays.Append(createsBase ? baseImage : null).OfType<string>())
             if (File.Exists(f)) throw new KvmOcException(ErrorKind.ResourceExists, "ExperimentFileExists", $"'{f}' already exists; the experiment never overwrites a file it did not create.", f);
-        int fill = o.FillMiB ?? (int)(o.MemoryMB / 2);
+        int fill = o.FillMiB ?? DefaultFillMiB(o.MemoryMB);
         string? kernelArgs = tiny ? "quiet kvmoc.quiet" + (fill > 0 ? $" kvmoc.fill={fill},1" : "") : null;
 
         var profileTime = o.UntilStable ? $"until stable (at most {o.ProfileDuration.TotalSeconds:0} s)" : $"for {o.ProfileDuration.TotalSeconds:0} s";
@@ -80,7 +80,7 @@ public static class OvercommitExperiment
             + (tiny ? $", kernel + initramfs with '{kernelArgs}', then wait for each guest's ready line" : ""));
         foreach (var p in o.Profiles)
             steps.Add($"profile {p}: unmerge every KSM page (run = 2, until pages_shared and pages_sharing are 0), set {TuningText(p)}, run = 1; sample every {o.Interval.TotalSeconds:0.##} s {profileTime}");
-        steps.Add(o.KeepGuests ? "leave the guests running and their overlays in place (-KeepGuests)" : "stop the guests (ACPI power-down, then quit/kill) and delete the overlays" + (createsBase ? " and the base image" : "") + " the experiment created");
+        steps.Add(o.KeepGuests ? "leave the guests running and their overlays in place (-KeepGuests)" : "stop the guests (QMP quit, SIGKILL if QEMU hangs) and delete the overlays" + (createsBase ? " and the base image" : "") + " the experiment created");
         steps.Add($"restore every KSM setting as found (run = {ksm.Run}, pages_to_scan = {ksm.PagesToScan}, sleep_millisecs = {ksm.SleepMilliseconds}" + (ksm.AdvisorMode is null ? "" : $", advisor_mode = {ksm.AdvisorMode}") + ")");
         if (o.ReportPath is not null) steps.Add($"write {ExperimentReportWriter.JsonFile}, {ExperimentReportWriter.CsvFile} and {ExperimentReportWriter.SvgFile} into {Path.GetFullPath(o.ReportPath)}");
         return new ExperimentPlan
@@ -99,12 +99,18 @@ public static class OvercommitExperiment
         };
     }
 
+    /// <summary>
+    /// The tiny guest's default fill: half its memory, but leaving at least 96 MiB to the kernel and the initramfs
+    /// (a 128 MiB guest filling 64 MiB panics, "System is deadlocked on memory"): 128 → 32, 256 → 128, 4048 → 2024.
+    /// </summary>
+    public static int DefaultFillMiB(long memoryMB) => (int)Math.Max(0, Math.Min(memoryMB / 2, memoryMB - 96));
+
     static string TuningText(ExperimentProfile p) => p switch
     {
         ExperimentProfile.Default => "pages_to_scan = 100, sleep_millisecs = 20 (advisor off)",
         ExperimentProfile.Aggressive => "pages_to_scan = 20000, sleep_millisecs = 20 (advisor off)",
         ExperimentProfile.Advisor => "advisor_mode = scan-time",
-        _ => "the adaptive tuner (advisor off; it sets pages_to_scan/sleep_millisecs as it goes)",
+        _ => "advisor off, then the adaptive tuner sets pages_to_scan/sleep_millisecs as it goes",
     };
 
     /// <summary>Runs the plan. Cancellation (Ctrl+C) and failures clean up before the exception leaves.</summary>
@@ -221,6 +227,7 @@ public static class OvercommitExperiment
         }
         QcowOverlayWriter.SyncDirectories(new[] { plan.WorkDirectory });
 
+        var accelerator = o.Accelerator;
         for (int i = 0; i < plan.GuestNames.Length; i++)
         {
             if (i > 0 && o.StaggerSeconds > 0) await GuestLauncher.StaggerAsync(TimeSpan.FromSeconds(o.StaggerSeconds), plan.GuestNames[i], observer, ct).ConfigureAwait(false);
@@ -231,7 +238,7 @@ public static class OvercommitExperiment
                 DiskPath = plan.Overlays[i],
                 MemoryMB = o.MemoryMB,
                 CpuCount = o.CpuCount,
-                Accelerator = o.Accelerator,
+                Accelerator = accelerator,
                 RunDirectory = o.RunDirectory,
             };
             if (tiny is not null)
@@ -243,7 +250,19 @@ public static class OvercommitExperiment
                 start.NoVnc = true;
             }
             var launch = GuestLauncher.Plan(start, i == 0 ? observer : new QuietObserver(observer, warnings: false), o.Roots);
-            var guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
+            KvmGuest guest;
+            try
+            {
+                guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
+            }
+            catch (KvmOcException e) when (i == 0 && accelerator == GuestAccelerator.Auto && launch.Accelerator == "kvm" && e.ErrorId == "QemuStartFailed")
+            {
+                // /dev/kvm can be there and still not work (nested virtualization without the needed MSRs): Auto means "what works".
+                observer.Warning($"QEMU failed under KVM ({e.Message}); running every guest under TCG instead.");
+                accelerator = start.Accelerator = GuestAccelerator.Tcg;
+                launch = GuestLauncher.Plan(start, new QuietObserver(observer, warnings: false), o.Roots);
+                guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
+            }
             started.Add(guest);
             result.Accelerator = guest.Accelerator ?? launch.Accelerator;
         }
@@ -257,7 +276,14 @@ public static class OvercommitExperiment
         var waiting = guests.ToList();
         while (waiting.Count > 0)
         {
-            waiting.RemoveAll(g => g.SerialLog is not null && File.Exists(g.SerialLog) && File.ReadAllText(g.SerialLog).Contains(marker, StringComparison.Ordinal));
+            foreach (var g in waiting.ToList())
+            {
+                var log = g.SerialLog is not null && File.Exists(g.SerialLog) ? File.ReadAllText(g.SerialLog) : "";
+                if (log.Contains(marker, StringComparison.Ordinal)) waiting.Remove(g);
+                else if (log.IndexOf("Kernel panic", StringComparison.Ordinal) is int at and >= 0)
+                    throw new KvmOcException(ErrorKind.InvalidOperation, "ExperimentGuestPanicked", $"Guest '{g.Name}' panicked while booting: {log[at..].Split('\n')[0].Trim()}", g.Name,
+                        "Give the guests more memory (-MemoryMB) or fill less of it (-FillMiB).");
+            }
             if (waiting.Count == 0) break;
             var dead = waiting.FirstOrDefault(g => new QemuProcessScanner(roots).Read(g.Id) is null);
             if (dead is not null)
@@ -421,11 +447,12 @@ public static class OvercommitExperiment
         };
     }
 
-    /// <summary>Stops the guests it started, then deletes what it created (newest first); a guest that does not stop keeps its overlay.</summary>
+    /// <summary>Stops the guests it started (QMP quit), then deletes what it created (newest first); a guest that does not stop keeps its overlay.</summary>
     static async Task CleanUpAsync(ExperimentPlan plan, List<KvmGuest> started, List<string> created, List<string> problems, IOperationObserver observer)
     {
         var roots = plan.Options.Roots ?? HostRoots.Default;
-        var stop = new GuestStopOptions { Timeout = TimeSpan.FromSeconds(15), Force = true };
+        // Their overlays are deleted next, so there is nothing to shut down gracefully for: quit (SIGKILL if QEMU hangs).
+        var stop = new GuestStopOptions { TurnOff = true, Force = true };
         var stillRunning = new HashSet<string>(StringComparer.Ordinal);
         var stops = started.Select(async g =>
         {

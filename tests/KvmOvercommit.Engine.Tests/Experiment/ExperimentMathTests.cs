@@ -58,6 +58,14 @@ public class ExperimentMathTests
         Assert.Equal(230.0, p.TotalSavedMiB);
     }
 
+    [Theory]
+    [InlineData(128, 32)]
+    [InlineData(160, 64)]
+    [InlineData(256, 128)]
+    [InlineData(4048, 2024)]
+    [InlineData(64, 0)]
+    public void TheDefaultFillLeavesTheTinyGuestEnoughMemory(long memoryMB, int fill) => Assert.Equal(fill, OvercommitExperiment.DefaultFillMiB(memoryMB));
+
     [Fact]
     public void TheBestProfileSavesMostAndTiesGoToTheFaster()
     {

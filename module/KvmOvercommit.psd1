@@ -23,6 +23,7 @@
         'Get-MdRaid'
         'Get-OvercommitReport'
         'Get-QcowImage'
+        'Invoke-OvercommitExperiment'
         'Measure-DeviceIops'
         'Measure-KvmGuestIops'
         'Measure-ProcessIops'

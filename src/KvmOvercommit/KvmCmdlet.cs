@@ -20,6 +20,12 @@ public abstract class KvmCmdlet : PSCmdlet, IDisposable
     /// <inheritdoc />
     protected override void StopProcessing() => _cts.Cancel();
 
+    /// <summary>
+    /// True for cmdlets whose engine work cleans up after cancellation: when the pipeline stops (Ctrl+C) while output
+    /// or progress is being written, wait for the work to finish its cleanup instead of leaving it running.
+    /// </summary>
+    protected virtual bool WaitForWorkOnStop => false;
+
     /// <summary>Writes a non-terminating error for one item; processing of the others goes on.</summary>
     protected void WriteEngineError(KvmOcException e) => WriteError(ErrorMapping.ToErrorRecord(e));
 
@@ -67,6 +73,8 @@ public abstract class KvmCmdlet : PSCmdlet, IDisposable
         catch
         {
             _cts.Cancel();
+            // Work that cleans up after itself (stops guests, restores KSM) must finish before the pipeline stops.
+            if (WaitForWorkOnStop) task.ContinueWith(_ => { }, TaskScheduler.Default).Wait();
             throw;
         }
         Invoke(() => task.GetAwaiter().GetResult(), terminating);

@@ -2,6 +2,11 @@
 # Pester 5: Invoke-OvercommitExperiment's surface in a real pwsh: -WhatIf does nothing, parameters bind as documented,
 # help is generated. The real experiment runs in the xunit host tests (ExperimentHostTests), which hold the host lock.
 
+BeforeDiscovery {
+    # -Skip is evaluated at discovery, so what it needs is decided here (planning reads KSM and needs root and QEMU).
+    $CanPlan = (Test-Path /sys/kernel/mm/ksm/run) -and ((id -u) -eq '0') -and [bool](Get-Command -Name @('qemu-system-x86_64', 'qemu-img') -ErrorAction SilentlyContinue)
+}
+
 BeforeAll {
     $ModulePath = $env:KVMOC_MODULE
     if (-not $ModulePath) {
@@ -11,7 +16,6 @@ BeforeAll {
     }
     Import-Module -Name $ModulePath -Force -ErrorAction Stop
     $Work = Join-Path ([System.IO.Path]::GetTempPath()) ('kvmoc-experiment-' + [guid]::NewGuid().ToString('N').Substring(0, 8))
-    $CanPlan = (Test-Path /sys/kernel/mm/ksm/run) -and ((id -u) -eq '0') -and [bool](Get-Command qemu-system-x86_64, qemu-img -ErrorAction SilentlyContinue)
 }
 
 AfterAll {
@@ -27,11 +31,11 @@ Describe 'Invoke-OvercommitExperiment' {
     }
 
     It 'takes several profiles and rejects unknown ones' {
-        { Invoke-OvercommitExperiment -KsmProfile Default, Turbo -WhatIf } | Should -Throw
+        { Invoke-OvercommitExperiment -KsmProfile @('Default', 'Turbo') -WhatIf } | Should -Throw
     }
 
     It '-WhatIf shows the plan and creates nothing' -Skip:(-not $CanPlan) {
-        $out = Invoke-OvercommitExperiment -GuestCount 2 -KsmProfile Aggressive, Adaptive -Duration 00:00:30 -WorkDirectory $Work -ReportPath (Join-Path $Work 'report') -WhatIf
+        $out = Invoke-OvercommitExperiment -GuestCount 2 -KsmProfile @('Aggressive', 'Adaptive') -Duration 00:00:30 -WorkDirectory $Work -ReportPath (Join-Path $Work 'report') -WhatIf
         $out | Should -BeNullOrEmpty
         Test-Path -LiteralPath $Work | Should -BeFalse
     }

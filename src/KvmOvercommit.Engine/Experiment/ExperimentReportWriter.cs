@@ -22,7 +22,7 @@ public static class ExperimentReportWriter
         {
             Directory.CreateDirectory(folder);
             var files = new[] { Path.Combine(folder, CsvFile), Path.Combine(folder, SvgFile), Path.Combine(folder, JsonFile) };
-            File.WriteAllText(files[0], Csv(result.Profiles.SelectMany(p => p.Samples)));
+            File.WriteAllText(files[0], Csv(result.Profiles.SelectMany(p => p.Samples), result.Guests));
             File.WriteAllText(files[1], Svg(result));
             result.ReportFiles = files;
             File.WriteAllText(files[2], JsonSerializer.Serialize(result, JsonOptions));
@@ -41,11 +41,15 @@ public static class ExperimentReportWriter
         "SavedBytes", "SavedMiB", "ResidentBytes", "ResidentSavingBytes", "TotalSavedBytes", "KsmdCpuSeconds", "KsmdCpuPercent", "FullScans",
     };
 
-    /// <summary>One header line and one line per sample (RFC 4180, invariant culture, UTC ISO 8601 times).</summary>
-    public static string Csv(IEnumerable<ExperimentSample> samples)
+    /// <summary>
+    /// One header line and one line per sample (RFC 4180, invariant culture, UTC ISO 8601 times); with
+    /// <paramref name="guests"/>, one more column per guest, "RssBytes[name]", from the sample's GuestRssBytes.
+    /// </summary>
+    public static string Csv(IEnumerable<ExperimentSample> samples, IReadOnlyList<string>? guests = null)
     {
+        guests ??= Array.Empty<string>();
         var sb = new StringBuilder();
-        sb.Append(string.Join(',', CsvColumns)).Append("\r\n");
+        sb.Append(string.Join(',', CsvColumns.Concat(guests.Select(g => $"RssBytes[{g}]")).Select(CsvCell))).Append("\r\n");
         foreach (var s in samples)
         {
             object?[] cells =
@@ -53,7 +57,8 @@ public static class ExperimentReportWriter
                 s.Profile, s.Index, s.Timestamp.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture), s.ElapsedSeconds, s.PagesToScan, s.SleepMilliseconds,
                 s.PagesShared, s.PagesSharing, s.SavedBytes, s.SavedMiB, s.ResidentBytes, s.ResidentSavingBytes, s.TotalSavedBytes, s.KsmdCpuSeconds, s.KsmdCpuPercent, s.FullScans,
             };
-            sb.Append(string.Join(',', cells.Select(CsvCell))).Append("\r\n");
+            var perGuest = guests.Select((_, i) => (object?)(i < s.GuestRssBytes.Length ? s.GuestRssBytes[i] : null));
+            sb.Append(string.Join(',', cells.Concat(perGuest).Select(CsvCell))).Append("\r\n");
         }
         return sb.ToString();
     }

@@ -196,6 +196,10 @@ public sealed class ExperimentSample
     public double? KsmdCpuPercent { get; set; }
     /// <summary>full_scans.</summary>
     public long? FullScans { get; set; }
+    /// <summary>Each guest's RSS in bytes, in the order of ExperimentResult.Guests (0 for a guest that is gone).</summary>
+    public long[] GuestRssBytes { get; set; } = Array.Empty<long>();
+    /// <summary>Each guest's KSM-merged pages (ksm_merging_pages), in the same order (0 when unknown).</summary>
+    public long[] GuestKsmMergingPages { get; set; } = Array.Empty<long>();
     /// <summary>SavedBytes in MiB.</summary>
     public double SavedMiB => Units.ToMiB(SavedBytes);
     /// <summary>TotalSavedBytes in MiB.</summary>

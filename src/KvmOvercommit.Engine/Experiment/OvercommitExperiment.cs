@@ -423,6 +423,8 @@ public static class OvercommitExperiment
             KsmdCpuSeconds = ksm is null ? 0 : ksm.KsmdCpuSeconds,
             KsmdCpuPercent = ksm?.KsmdCpuPercent,
             FullScans = stat.FullScans,
+            GuestRssBytes = guests.Select(g => g?.RssBytes ?? 0).ToArray(),
+            GuestKsmMergingPages = guests.Select(g => g?.KsmMergingPages ?? 0).ToArray(),
         };
     }
 

@@ -53,6 +53,8 @@ public class ExperimentHostTests
             Assert.Equal(2, p.Guests.Length);
             Assert.All(p.Guests, g => Assert.True(g.RssBytes > 0 && g.KsmMergingPages > 0, $"{g.Name}: RSS {g.RssBytes}, merged {g.KsmMergingPages}"));
             Assert.Equal(p.TotalSavedBytes, p.ResidentBaselineBytes - p.EffectiveResidentBytes);
+            Assert.All(p.Samples, s => Assert.Equal(s.ResidentBytes, s.GuestRssBytes.Sum()));           // per guest over time, adding up
+            Assert.True(p.Samples[^1].GuestKsmMergingPages.All(n => n > 0), what);
         }
         Assert.NotNull(result.Profiles[1].TunerDecisions);
         Assert.NotNull(result.BestProfile);
@@ -68,7 +70,7 @@ public class ExperimentHostTests
         Assert.Equal(result.Profiles.Sum(p => p.Samples.Length), back.Profiles.Sum(p => p.Samples.Length));
         var csv = File.ReadAllLines(Path.Combine(report, ExperimentReportWriter.CsvFile));
         Assert.Equal(result.Profiles.Sum(p => p.Samples.Length) + 1, csv.Length);
-        Assert.All(csv.Skip(1), l => Assert.Equal(ExperimentReportWriter.CsvColumns.Length, l.Split(',').Length));
+        Assert.All(csv.Skip(1), l => Assert.Equal(ExperimentReportWriter.CsvColumns.Length + 2, l.Split(',').Length)); // + RssBytes[guest] × 2
         var svg = XDocument.Load(Path.Combine(report, ExperimentReportWriter.SvgFile));
         Assert.Equal(2, svg.Descendants(XName.Get("polyline", "http://www.w3.org/2000/svg")).Count());
 

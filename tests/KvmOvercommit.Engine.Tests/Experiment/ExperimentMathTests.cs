@@ -105,6 +105,10 @@ public class ExperimentMathTests
         Assert.Equal("100", Cell("SavedMiB"));
         Assert.Equal("2026-12-01T08:00:02.000Z", Cell("Timestamp"));
         Assert.Equal("", Cell("KsmdCpuPercent")); // null stays empty
+
+        var withGuests = ExperimentReportWriter.Csv(Samples(), new[] { "g-1", "g,2" }).Split("\r\n")[..3];
+        Assert.EndsWith(",RssBytes[g-1],\"RssBytes[g,2]\"", withGuests[0]);
+        Assert.EndsWith($",{600 * MiB},{270 * MiB}", withGuests[2]);
     }
 
     [Fact]
@@ -156,7 +160,7 @@ public class ExperimentMathTests
         {
             Profile = profile, Index = i, Timestamp = t0.AddSeconds(2 * i), ElapsedSeconds = 2 * i, SavedBytes = saved * MiB / scale,
             ResidentBytes = rss * MiB, ResidentSavingBytes = (880 - rss) * MiB, TotalSavedBytes = (880 - rss) * MiB + saved * MiB / scale,
-            KsmdCpuSeconds = cpu, PagesToScan = 20000, SleepMilliseconds = 20,
+            KsmdCpuSeconds = cpu, PagesToScan = 20000, SleepMilliseconds = 20, GuestRssBytes = new[] { 600 * MiB, (rss - 600) * MiB },
         };
         return new[] { S(0, 0, 880, 0), S(1, 100, 870, 2), S(2, 200, 850, 4), S(3, 190, 840, 6) };
     }

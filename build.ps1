@@ -6,7 +6,8 @@
     Test       builds, packages, runs the parse gate, every xunit test project, then the Pester acceptance tests
                (tests/acceptance/*.Tests.ps1) against the packaged module; ends with "Total: N passed, N failed, N skipped".
     Package    makes an importable module folder: out/KvmOvercommit/<version>/.
-    Experiment runs `kvmoc experiment` (until it exists: `kvmoc ksm watch`) with the remaining arguments.
+    Experiment runs `kvmoc experiment` with the remaining arguments (none: 4 tiny guests, profiles Default, Aggressive,
+               Adaptive, 60 s each, the report in out/experiment/<UTC time>/).
 .EXAMPLE
     ./build.ps1 -Task Test
 .EXAMPLE
@@ -112,14 +113,14 @@ function Invoke-Test {
 
 function Invoke-Experiment {
     Invoke-Native dotnet @('build', 'src/KvmOvercommit.Cli', '-c', $Configuration, '-nologo', '-v', 'quiet')
-    $commands = & dotnet $CliDll --help 2>$null
-    if ($commands -match '^\s+experiment(\s|$)') {
-        & dotnet $CliDll experiment @Arguments
+    $experimentArgs = @($Arguments)
+    if ($experimentArgs.Count -eq 0) {
+        # The same default as build.sh: 4 tiny guests x 128 MiB, three KSM profiles, 60 s each.
+        $report = Join-Path $PSScriptRoot ('out/experiment/' + [DateTime]::UtcNow.ToString('yyyyMMddTHHmmssZ'))
+        Write-Host "experiment: 4 tiny guests x 128 MiB, KSM profiles Default, Aggressive, Adaptive, 60 s each; report: $report"
+        $experimentArgs = @('--guest-count', '4', '--memory-mb', '128', '--ksm-profile', 'Default,Aggressive,Adaptive', '--duration', '60', '--report-path', $report)
     }
-    else {
-        Write-Warning "'kvmoc experiment' does not exist yet; running 'kvmoc ksm watch' instead"
-        & dotnet $CliDll ksm watch @Arguments
-    }
+    & dotnet $CliDll experiment @experimentArgs
     exit $LASTEXITCODE
 }
 

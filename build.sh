@@ -5,7 +5,7 @@
 #                                    and Pester 5 exist); ends with "Total: N passed, N failed, N skipped"
 #   ./build.sh package               an importable module folder: out/KvmOvercommit/<version>/
 #   ./build.sh gate                  the PowerShell parse gate alone (tree-sitter + well-formed .ps1xml)
-#   ./build.sh experiment [args…]    the main job: `kvmoc experiment` (until it exists: `kvmoc ksm watch`)
+#   ./build.sh experiment [args…]    the main job: `kvmoc experiment` (default: 4 tiny guests, 3 KSM profiles, ~4 min)
 # CONFIGURATION=Debug|Release (default Release).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -120,13 +120,16 @@ test_all() {
   return "$rc"
 }
 
+# Without arguments: 4 tiny guests × 128 MiB, profiles Default, Aggressive and Adaptive for 60 s each (about 4 minutes
+# in all under TCG), the report in out/experiment/<UTC time>/. With arguments: exactly those (kvmoc experiment --help).
 experiment() {
   dotnet build src/KvmOvercommit.Cli -c "$config" -nologo -v quiet
-  if dotnet "$cli_dll" --help 2>/dev/null | grep -qE '^[[:space:]]+experiment([[:space:]]|$)'; then
-    exec dotnet "$cli_dll" experiment "$@"
+  if [ "$#" -eq 0 ]; then
+    local report="$root/out/experiment/$(date -u +%Y%m%dT%H%M%SZ)"
+    echo "experiment: 4 tiny guests x 128 MiB, KSM profiles Default, Aggressive, Adaptive, 60 s each; report: $report" >&2
+    set -- --guest-count 4 --memory-mb 128 --ksm-profile Default,Aggressive,Adaptive --duration 60 --report-path "$report"
   fi
-  echo "experiment: 'kvmoc experiment' does not exist yet; running 'kvmoc ksm watch $*' instead" >&2
-  exec dotnet "$cli_dll" ksm watch "$@"
+  exec dotnet "$cli_dll" experiment "$@"
 }
 
 case "$task" in

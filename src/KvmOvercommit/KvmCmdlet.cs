@@ -20,6 +20,12 @@ public abstract class KvmCmdlet : PSCmdlet, IDisposable
     /// <inheritdoc />
     protected override void StopProcessing() => _cts.Cancel();
 
+    /// <summary>
+    /// True for cmdlets whose engine work cleans up after cancellation: when the pipeline stops (Ctrl+C) while output
+    /// or progress is being written, wait for the work to finish its cleanup instead of leaving it running.
+    /// </summary>
+    protected virtual bool WaitForWorkOnStop => false;
+
     /// <summary>Writes a non-terminating error for one item; processing of the others goes on.</summary>
     protected void WriteEngineError(KvmOcException e) => WriteError(ErrorMapping.ToErrorRecord(e));
 
@@ -72,7 +78,10 @@ public abstract class KvmCmdlet : PSCmdlet, IDisposable
             // Ctrl+C or a failed write on the pipeline thread: let the engine's finally blocks (which put host state
             // back, e.g. the autotuner's low exit rate) finish before the cmdlet ends and pwsh may exit.
             _cts.Cancel();
-            try { task.Wait(EngineCleanupTimeout); } catch (AggregateException) { }
+            // Work that cleans up after itself (stops guests, restores KSM) must finish before the pipeline stops;
+            // anything else gets EngineCleanupTimeout.
+            if (WaitForWorkOnStop) task.ContinueWith(_ => { }, TaskScheduler.Default).Wait();
+            else try { task.Wait(EngineCleanupTimeout); } catch (AggregateException) { }
             throw;
         }
         Invoke(() => task.GetAwaiter().GetResult(), terminating);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using KvmOvercommit.Engine.Fleet;
 
 namespace KvmOvercommit.Engine.Qemu;
 
@@ -18,6 +19,9 @@ public sealed class KvmGuestInventory
 
     /// <summary>How many QMP sockets are asked at once.</summary>
     public int StateParallelism { get; set; } = 32;
+
+    /// <summary>Where GetAsync gets DHCP leases for IPAddress (default: the dnsmasq/libvirt lease files, <see cref="DnsmasqLeaseIndex.LoadDefault"/>).</summary>
+    public Func<IOperationObserver, DnsmasqLeaseIndex>? Leases { get; set; }
 
     /// <summary>
     /// The guests matching <paramref name="names"/> (wildcards; none = all) or <paramref name="ids"/>. A name without
@@ -63,8 +67,23 @@ public sealed class KvmGuestInventory
     {
         var guests = Find(names, ids, notFound);
         observer.Verbose($"Found {guests.Count} QEMU process(es) in /proc.");
+        if (guests.Any(g => g.MacAddress is not null && g.IPAddress is null))
+            FillAddresses(guests, (Leases ?? (o => DnsmasqLeaseIndex.LoadDefault(o)))(observer));
         if (queryState) await FillStateAsync(guests, observer, ct).ConfigureAwait(false);
         return guests;
+    }
+
+    /// <summary>Sets IPAddress of every guest whose MAC address has a lease (and no address yet); returns how many got one.</summary>
+    public static int FillAddresses(IEnumerable<KvmGuest> guests, DnsmasqLeaseIndex leases)
+    {
+        int filled = 0;
+        foreach (var g in guests)
+        {
+            if (g.IPAddress is not null || leases.AddressFor(g.MacAddress) is not { } ip) continue;
+            g.IPAddress = ip;
+            filled++;
+        }
+        return filled;
     }
 
     /// <summary>Asks every guest with a QMP socket for its run state; unreachable ones keep State null (said in Verbose).</summary>

@@ -8,7 +8,7 @@ namespace KvmOvercommit.Commands;
 /// Every QEMU process is found from /proc/&lt;pid&gt;/cmdline (qemu-system-*, kvm, qemu-kvm) and its command line is
 /// parsed the way QEMU parses it: name, memory, vCPUs, disks, VNC display, QMP socket, accelerator. The kernel's
 /// numbers come with it: resident and swapped memory, CPU time, start time, and KSM's merged pages and profit per
-/// guest. State comes from each guest's QMP socket when it answers within a short timeout (a busy or dead socket
+/// guest. IPAddress comes from the dnsmasq/libvirt DHCP leases when a lease has the guest's MAC address. State comes from each guest's QMP socket when it answers within a short timeout (a busy or dead socket
 /// leaves State empty instead of holding the listing up). This replaces `ps ax | grep kvm | wc -l`.
 /// </remarks>
 /// <example>

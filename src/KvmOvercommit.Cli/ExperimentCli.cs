@@ -1,0 +1,126 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using KvmOvercommit.Engine;
+using KvmOvercommit.Engine.Experiment;
+using KvmOvercommit.Engine.Qemu;
+
+namespace KvmOvercommit.Cli;
+
+/// <summary>`kvmoc experiment`: Invoke-OvercommitExperiment. Prints the plan with --what-if, progress lines on stderr while it runs, then a table per profile (or the whole result with --json).</summary>
+public sealed class ExperimentCli : ICliCommandProvider
+{
+    /// <summary>Table columns of a profile's result: the module's format view plus TotalSavedMiB.</summary>
+    internal static readonly string[] ProfileColumns = { "Profile", "SavedMiB", "TotalSavedMiB", "TimeTo90PercentSeconds", "KsmdCpuSeconds", "OvercommitRatio", "EstimatedAdditionalGuests" };
+
+    /// <summary>Table columns of a guest's result.</summary>
+    internal static readonly string[] GuestColumns = { "Profile", "Name", "MemoryMiB", "RssMiB", "KsmMergedMiB", "OvercommitRatio" };
+
+    public IEnumerable<Command> Commands(CliContext ctx)
+    {
+        var cmd = new Command("experiment", "The whole overcommit experiment (Invoke-OvercommitExperiment): overlays, guests, each KSM profile from a fresh unmerge, samples, report, cleanup.");
+        var baseImage = new Option<string?>("--base-image") { Description = "Base image of the guests' overlays (default: the tiny guest on a small empty base)." };
+        var tiny = new Option<bool>("--tiny-guest") { Description = "Boot the tiny guest also with --base-image (the base is then only the disk)." };
+        var count = new Option<int>("--guest-count") { Description = "Number of guests.", DefaultValueFactory = _ => 4 };
+        var memory = new Option<long>("--memory-mb") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 128 };
+        var cpus = new Option<int>("--cpu-count") { Description = "vCPUs per guest.", DefaultValueFactory = _ => 1 };
+        var stagger = new Option<double>("--stagger-seconds") { Description = "Seconds between guest starts." };
+        var profiles = new Option<string[]>("--ksm-profile") { Description = "Default, Aggressive, Advisor, Adaptive: one or several (comma-separated or repeated); default Default,Aggressive,Adaptive.", AllowMultipleArgumentsPerToken = true };
+        var duration = new Option<string?>("--duration") { Description = "How long each profile runs: seconds or a time span like 00:02:00 (default 2 minutes; with --until-stable the cap, default 30 minutes)." };
+        var stable = new Option<bool>("--until-stable") { Description = "End each profile when the savings stop growing." };
+        var interval = new Option<double>("--interval-seconds") { Description = "Seconds between samples.", DefaultValueFactory = _ => 2.0 };
+        var work = new Option<string?>("--work-directory") { Description = "Folder for the overlays (default: the base image's folder, or a new folder under /tmp)." };
+        var keep = new Option<bool>("--keep-guests") { Description = "Leave the guests running and their overlays in place (KSM settings are restored anyway)." };
+        var report = new Option<string?>("--report-path") { Description = "Folder for experiment.json, samples.csv and saved-memory.svg." };
+        var fill = new Option<int?>("--fill-mib") { Description = "Tiny guest: MiB each guest fills with a pattern shared by all guests (default half of --memory-mb, leaving at least 96 MiB: 32 of 128)." };
+        var accel = new Option<GuestAccelerator>("--accelerator") { Description = "Auto, Kvm or Tcg.", DefaultValueFactory = _ => GuestAccelerator.Auto };
+        var runDir = new Option<string?>("--run-directory") { Description = "Folder for the guests' run directories." };
+        var whatIf = new Option<bool>("--what-if") { Description = "Print the plan, do nothing." };
+        foreach (var o in new Option[] { baseImage, tiny, count, memory, cpus, stagger, profiles, duration, stable, interval, work, keep, report, fill, accel, runDir, whatIf })
+            cmd.Options.Add(o);
+        ctx.SetAction(cmd, async (parse, run, ct) =>
+        {
+            var options = new ExperimentOptions
+            {
+                BaseImage = parse.GetValue(baseImage),
+                TinyGuest = parse.GetValue(tiny) ? true : null,
+                GuestCount = parse.GetValue(count),
+                MemoryMB = parse.GetValue(memory),
+                CpuCount = parse.GetValue(cpus),
+                StaggerSeconds = parse.GetValue(stagger),
+                Duration = KsmCli.ParseDuration(parse.GetValue(duration)),
+                UntilStable = parse.GetValue(stable),
+                Interval = TimeSpan.FromSeconds(parse.GetValue(interval)),
+                WorkDirectory = parse.GetValue(work),
+                KeepGuests = parse.GetValue(keep),
+                ReportPath = parse.GetValue(report),
+                FillMiB = parse.GetValue(fill),
+                Accelerator = parse.GetValue(accel),
+                RunDirectory = parse.GetValue(runDir),
+            };
+            if (ParseProfiles(parse.GetValue(profiles)) is { } p) options.Profiles = p;
+            var plan = OvercommitExperiment.Plan(options, run);
+            if (parse.GetValue(whatIf))
+            {
+                foreach (var step in plan.Steps) run.Out.WriteLine("What if: " + step);
+                return;
+            }
+            // Ctrl+C and SIGTERM end the run through the token, so the cleanup in the engine's finally completes.
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
+            using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
+            var result = await OvercommitExperiment.RunAsync(plan, new ProgressLines(run), cts.Token).ConfigureAwait(false);
+            if (run.Json)
+            {
+                run.WriteResults(new[] { result });
+                return;
+            }
+            run.Out.WriteLine($"{result.GuestCount} guest(s) × {result.MemoryMB} MiB ({(result.TinyGuest ? "tiny guest" : result.BaseImage)}, {result.Accelerator}), committed {result.CommittedMiB} MiB, {result.Duration:hh\\:mm\\:ss}; best: {result.BestProfile}");
+            run.Out.WriteLine();
+            CliOutput.WriteTable(run.Out, result.Profiles, ProfileColumns);
+            run.Out.WriteLine();
+            CliOutput.WriteTable(run.Out, result.Profiles.SelectMany(x => x.Guests).ToList(), GuestColumns);
+            run.Out.WriteLine();
+            run.Out.WriteLine(result.KsmRestored ? "KSM settings restored." : "KSM settings NOT fully restored: " + string.Join("; ", result.KsmDifferences));
+            if (result.ReportFiles.Length > 0) run.Out.WriteLine($"report: {Path.GetDirectoryName(result.ReportFiles[0])} ({string.Join(", ", result.ReportFiles.Select(Path.GetFileName))})");
+        });
+        yield return cmd;
+    }
+
+    /// <summary>"Default,Aggressive" or several values; names are case-insensitive. Null when none is given.</summary>
+    internal static ExperimentProfile[]? ParseProfiles(string[]? values)
+    {
+        if (values is not { Length: > 0 }) return null;
+        return values.SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .Select(v => Enum.TryParse<ExperimentProfile>(v, ignoreCase: true, out var p) && Enum.IsDefined(p) ? p
+                : throw new KvmOcException(ErrorKind.InvalidArgument, "ExperimentInvalidProfile", $"'{v}' is not a KSM profile.", v, "Use Default, Aggressive, Advisor or Adaptive."))
+            .ToArray();
+    }
+
+    /// <summary>Progress as stderr lines: every change of the experiment's phase, and the sampling status every 10 seconds.</summary>
+    sealed class ProgressLines(CliRun run) : IOperationObserver
+    {
+        readonly object _lock = new();
+        string? _lastMain;
+        DateTime _lastDetail = DateTime.MinValue;
+        public void Verbose(string message) => run.Verbose(message);
+        public void Warning(string message) => run.Warning(message);
+        public void Progress(ProgressInfo p)
+        {
+            if (p.Completed) return;
+            lock (_lock)
+            {
+                if (p.ActivityId == 1)
+                {
+                    if (p.Status == _lastMain) return;
+                    _lastMain = p.Status;
+                }
+                else
+                {
+                    if (DateTime.UtcNow - _lastDetail < TimeSpan.FromSeconds(10)) return;
+                    _lastDetail = DateTime.UtcNow;
+                }
+                run.Err.WriteLine($"{DateTime.Now:HH:mm:ss} {p.Activity}: {p.Status}");
+            }
+        }
+    }
+}

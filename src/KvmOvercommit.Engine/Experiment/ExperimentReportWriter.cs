@@ -1,0 +1,140 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace KvmOvercommit.Engine.Experiment;
+
+/// <summary>Writes an experiment's report: experiment.json (the whole result), samples.csv (every sample) and saved-memory.svg (KSM's saving over time, one line per profile).</summary>
+public static class ExperimentReportWriter
+{
+    /// <summary>File names inside the report folder.</summary>
+    public const string JsonFile = "experiment.json", CsvFile = "samples.csv", SvgFile = "saved-memory.svg";
+
+    /// <summary>The JSON options of the report (enums as names, like kvmoc --json).</summary>
+    public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
+
+    /// <summary>Writes the three files into <paramref name="folder"/> (created when missing) and returns their paths.</summary>
+    public static string[] Write(ExperimentResult result, string folder)
+    {
+        try
+        {
+            Directory.CreateDirectory(folder);
+            var files = new[] { Path.Combine(folder, CsvFile), Path.Combine(folder, SvgFile), Path.Combine(folder, JsonFile) };
+            File.WriteAllText(files[0], Csv(result.Profiles.SelectMany(p => p.Samples), result.Guests));
+            File.WriteAllText(files[1], Svg(result));
+            result.ReportFiles = files;
+            File.WriteAllText(files[2], JsonSerializer.Serialize(result, JsonOptions));
+            return files;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw KvmOcException.FromIo(e, "ExperimentReportFailed", $"Cannot write the report into '{folder}'", folder);
+        }
+    }
+
+    /// <summary>The CSV columns, in order.</summary>
+    public static readonly string[] CsvColumns =
+    {
+        "Profile", "Index", "Timestamp", "ElapsedSeconds", "PagesToScan", "SleepMilliseconds", "PagesShared", "PagesSharing",
+        "SavedBytes", "SavedMiB", "ResidentBytes", "ResidentSavingBytes", "TotalSavedBytes", "KsmdCpuSeconds", "KsmdCpuPercent", "FullScans",
+    };
+
+    /// <summary>
+    /// One header line and one line per sample (RFC 4180, invariant culture, UTC ISO 8601 times); with
+    /// <paramref name="guests"/>, one more column per guest, "RssBytes[name]", from the sample's GuestRssBytes.
+    /// </summary>
+    public static string Csv(IEnumerable<ExperimentSample> samples, IReadOnlyList<string>? guests = null)
+    {
+        guests ??= Array.Empty<string>();
+        var sb = new StringBuilder();
+        sb.Append(string.Join(',', CsvColumns.Concat(guests.Select(g => $"RssBytes[{g}]")).Select(CsvCell))).Append("\r\n");
+        foreach (var s in samples)
+        {
+            object?[] cells =
+            {
+                s.Profile, s.Index, s.Timestamp.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture), s.ElapsedSeconds, s.PagesToScan, s.SleepMilliseconds,
+                s.PagesShared, s.PagesSharing, s.SavedBytes, s.SavedMiB, s.ResidentBytes, s.ResidentSavingBytes, s.TotalSavedBytes, s.KsmdCpuSeconds, s.KsmdCpuPercent, s.FullScans,
+            };
+            var perGuest = guests.Select((_, i) => (object?)(i < s.GuestRssBytes.Length ? s.GuestRssBytes[i] : null));
+            sb.Append(string.Join(',', cells.Concat(perGuest).Select(CsvCell))).Append("\r\n");
+        }
+        return sb.ToString();
+    }
+
+    static string CsvCell(object? v)
+    {
+        var text = v switch { null => "", IFormattable f => f.ToString(null, CultureInfo.InvariantCulture), _ => v.ToString() ?? "" };
+        return text.IndexOfAny(new[] { ',', '"', '\r', '\n' }) >= 0 ? "\"" + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : text;
+    }
+
+    /// <summary>Line colours, one per profile (colour-blind safe, Okabe–Ito).</summary>
+    static readonly string[] Colours = { "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9" };
+
+    /// <summary>A self-contained SVG: KSM's saving (MiB) over time since each profile's start, with axes, grid, labels and a legend.</summary>
+    public static string Svg(ExperimentResult r)
+    {
+        var profiles = r.Profiles.Where(p => p.Samples.Length > 0).ToList();
+        // The legend sits under the plot, one line per profile, so it never hides a curve.
+        const double W = 900, left = 80, right = 30, top = 60, plotHeight = 390, axisSpace = 60;
+        double H = top + plotHeight + axisSpace + 24 * profiles.Count + 16;
+        double pw = W - left - right, ph = plotHeight;
+        double maxT = Math.Max(1, profiles.SelectMany(p => p.Samples).Select(s => s.ElapsedSeconds).DefaultIfEmpty(0).Max());
+        double maxY = Math.Max(1, profiles.SelectMany(p => p.Samples).Select(s => s.SavedMiB).DefaultIfEmpty(0).Max());
+        var (xStep, xTop) = ExperimentMath.NiceAxis(maxT, 8);
+        var (yStep, yTop) = ExperimentMath.NiceAxis(maxY, 6);
+        string X(double t) => F(left + t / xTop * pw);
+        double Yv(double v) => top + ph - v / yTop * ph;
+        string Y(double v) => F(Yv(v));
+
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"DejaVu Sans, Arial, sans-serif\">\n");
+        sb.Append(CultureInfo.InvariantCulture, $"  <rect x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\" fill=\"white\"/>\n");
+        var guestWhat = r.TinyGuest ? "tiny guest" : Path.GetFileName(r.BaseImage);
+        sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"{W / 2}\" y=\"28\" text-anchor=\"middle\" font-size=\"18\" font-weight=\"bold\">{E($"KSM saved memory over time: {r.GuestCount} × {r.MemoryMB} MiB guests ({guestWhat}, {r.Accelerator})")}</text>\n");
+        sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"{W / 2}\" y=\"48\" text-anchor=\"middle\" font-size=\"12\" fill=\"#555\">{E($"{r.HostName}, {r.StartTime.UtcDateTime:yyyy-MM-dd HH:mm} UTC; each profile starts from a full unmerge")}</text>\n");
+
+        // grid and ticks
+        sb.Append("  <g stroke=\"#e3e3e3\" stroke-width=\"1\">\n");
+        for (double v = yStep; v <= yTop + 1e-9; v += yStep) sb.Append(CultureInfo.InvariantCulture, $"    <line x1=\"{F(left)}\" y1=\"{Y(v)}\" x2=\"{F(left + pw)}\" y2=\"{Y(v)}\"/>\n");
+        for (double t = xStep; t <= xTop + 1e-9; t += xStep) sb.Append(CultureInfo.InvariantCulture, $"    <line x1=\"{X(t)}\" y1=\"{F(top)}\" x2=\"{X(t)}\" y2=\"{F(top + ph)}\"/>\n");
+        sb.Append("  </g>\n");
+        sb.Append("  <g font-size=\"12\" fill=\"#333\">\n");
+        for (double v = 0; v <= yTop + 1e-9; v += yStep) sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"{F(left - 8)}\" y=\"{F(Yv(v) + 4)}\" text-anchor=\"end\">{N(v)}</text>\n");
+        for (double t = 0; t <= xTop + 1e-9; t += xStep) sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"{X(t)}\" y=\"{F(top + ph + 18)}\" text-anchor=\"middle\">{N(t)}</text>\n");
+        sb.Append("  </g>\n");
+        sb.Append(CultureInfo.InvariantCulture, $"  <path d=\"M{F(left)},{F(top)} V{F(top + ph)} H{F(left + pw)}\" fill=\"none\" stroke=\"#333\" stroke-width=\"1.5\"/>\n");
+        sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"{F(left + pw / 2)}\" y=\"{F(top + ph + 44)}\" text-anchor=\"middle\" font-size=\"14\">time since the profile started (s)</text>\n");
+        sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"22\" y=\"{F(top + ph / 2)}\" text-anchor=\"middle\" font-size=\"14\" transform=\"rotate(-90 22 {F(top + ph / 2)})\">KSM saved (MiB)</text>\n");
+
+        // lines: the first solid and wide, later ones thinner and dashed on top, so curves that coincide stay visible
+        for (int i = 0; i < profiles.Count; i++)
+        {
+            var p = profiles[i];
+            var points = string.Join(' ', p.Samples.Select(s => $"{X(s.ElapsedSeconds)},{Y(s.SavedMiB)}"));
+            sb.Append(CultureInfo.InvariantCulture, $"  <polyline fill=\"none\" stroke=\"{Colours[i % Colours.Length]}\" {Stroke(i)} stroke-linejoin=\"round\" points=\"{points}\"><title>{E(p.Profile.ToString())}</title></polyline>\n");
+        }
+
+        // legend
+        sb.Append("  <g font-size=\"13\">\n");
+        for (int i = 0; i < profiles.Count; i++)
+        {
+            var p = profiles[i];
+            double y = top + ph + axisSpace + 24 * i + 14;
+            var label = $"{p.Profile}: {p.SavedMiB:0.#} MiB saved, 90% in {(p.TimeTo90PercentSeconds is double t ? $"{t:0.#} s" : "–")}, ksmd {(p.KsmdCpuSeconds is double c ? $"{c:0.#}" : "?")} CPU-s, total saving incl. resident {p.TotalSavedMiB:0.#} MiB";
+            sb.Append(CultureInfo.InvariantCulture, $"    <line x1=\"{F(left)}\" y1=\"{F(y - 4)}\" x2=\"{F(left + 36)}\" y2=\"{F(y - 4)}\" stroke=\"{Colours[i % Colours.Length]}\" {Stroke(i)}/>\n");
+            sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"{F(left + 46)}\" y=\"{F(y)}\">{E(label)}</text>\n");
+        }
+        sb.Append("  </g>\n</svg>\n");
+        return sb.ToString();
+    }
+
+    static readonly string[] Dashes = { "", "9 5", "3 4", "12 4 3 4" };
+
+    static string Stroke(int i) => $"stroke-width=\"{(i == 0 ? 4 : 2.5).ToString(CultureInfo.InvariantCulture)}\"" + (Dashes[i % Dashes.Length].Length > 0 ? $" stroke-dasharray=\"{Dashes[i % Dashes.Length]}\"" : "");
+
+    static string F(double d) => Math.Round(d, 1).ToString("0.#", CultureInfo.InvariantCulture);
+    static string N(double d) => Math.Round(d, 6).ToString("0.##", CultureInfo.InvariantCulture);
+    static string E(string s) => WebUtility.HtmlEncode(s);
+}

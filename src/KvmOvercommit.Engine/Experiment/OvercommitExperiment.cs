@@ -1,0 +1,498 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using KvmOvercommit.Engine.HostInfo;
+using KvmOvercommit.Engine.Ksm;
+using KvmOvercommit.Engine.Ksm.AutoTune;
+using KvmOvercommit.Engine.Qcow;
+using KvmOvercommit.Engine.Qemu;
+
+namespace KvmOvercommit.Engine.Experiment;
+
+/// <summary>
+/// Invoke-OvercommitExperiment's engine: creates one overlay per guest, starts the guests, and for each KSM profile
+/// unmerges everything, tunes KSM, samples KSM, the guests' RSS and ksmd's CPU, and summarizes. Cleans up in finally
+/// — also on cancellation and failure: stops its guests, deletes only the files it created, restores every KSM
+/// setting it found.
+/// </summary>
+public static class OvercommitExperiment
+{
+    /// <summary>Progress activity ids (Start-KvmGuest's stagger uses 2, Stop-KvmGuest's wait 3).</summary>
+    const int MainActivity = 1, ProfileActivity = 4;
+    const string Activity = "Overcommit experiment";
+
+    /// <summary>Checks the options against this host and decides names and paths. Changes nothing.</summary>
+    public static ExperimentPlan Plan(ExperimentOptions options, IOperationObserver? observer = null)
+    {
+        observer ??= NullObserver.Instance;
+        var o = options;
+        var roots = o.Roots ?? HostRoots.Default;
+        static KvmOcException Bad(string id, string message, object? target, string? hint = null) => new(ErrorKind.InvalidArgument, id, message, target, hint);
+        if (o.GuestCount is < 1 or > 1000) throw Bad("ExperimentInvalidGuestCount", $"-GuestCount {o.GuestCount} must be from 1 to 1000.", o.GuestCount);
+        if (o.MemoryMB < 16) throw Bad("MemoryTooSmall", $"-MemoryMB {o.MemoryMB} is too small (at least 16).", o.MemoryMB);
+        if (o.CpuCount < 1) throw Bad("CpuCountInvalid", $"-CpuCount {o.CpuCount} must be at least 1.", o.CpuCount);
+        if (o.StaggerSeconds < 0) throw Bad("ExperimentInvalidStagger", $"-StaggerSeconds {o.StaggerSeconds} must not be negative.", o.StaggerSeconds);
+        if (o.Interval <= TimeSpan.Zero) throw Bad("ExperimentInvalidInterval", $"-IntervalSeconds must be positive, not {o.Interval.TotalSeconds}.", o.Interval);
+        if (o.Duration is TimeSpan d && d < o.Interval) throw Bad("ExperimentInvalidDuration", $"-Duration {d} is shorter than one sampling interval ({o.Interval.TotalSeconds} s).", d);
+        if (o.Profiles is not { Length: > 0 }) throw Bad("ExperimentNoProfile", "-KsmProfile needs at least one profile (Default, Aggressive, Advisor, Adaptive).", null);
+        if (o.Profiles.Distinct().Count() != o.Profiles.Length) throw Bad("ExperimentDuplicateProfile", $"-KsmProfile names a profile twice: {string.Join(", ", o.Profiles)}.", string.Join(",", o.Profiles));
+        if (o.FillMiB is < 0 || o.FillMiB > o.MemoryMB) throw Bad("ExperimentInvalidFill", $"The fill ({o.FillMiB} MiB) must be from 0 to -MemoryMB ({o.MemoryMB}).", o.FillMiB);
+
+        if (!KsmStatReader.IsAvailable(roots))
+            throw new KvmOcException(ErrorKind.NotInstalled, "KsmNotAvailable", $"This kernel has no KSM: {roots.Ksm} does not exist.", roots.Ksm, "Use a kernel built with CONFIG_KSM=y.");
+        var ksm = KsmStatReader.Read(roots);
+        if (o.Profiles.Contains(ExperimentProfile.Advisor) && ksm.AdvisorMode is null)
+            throw new KvmOcException(ErrorKind.NotInstalled, "KsmAdvisorNotAvailable", "The Advisor profile needs advisor_mode (Linux 6.8 and later); this kernel has none.", KsmKnob.AdvisorMode,
+                "Leave Advisor out of -KsmProfile.");
+        var run = Path.Combine(roots.Ksm, KsmKnob.Run);
+        if (access(run, 2 /* W_OK */) != 0)
+            throw new KvmOcException(ErrorKind.PermissionDenied, "KsmPermissionDenied", $"No permission to write {run}: the experiment tunes KSM.", run,
+                "Run as root: sudo pwsh (then Invoke-OvercommitExperiment …), or sudo kvmoc experiment ….");
+        if (ToolRunner.Which("qemu-system-x86_64") is null)
+            throw new KvmOcException(ErrorKind.NotInstalled, "QemuNotInstalled", "'qemu-system-x86_64' is not installed.", "qemu-system-x86_64", "Install it: apt-get install qemu-system-x86");
+
+        var id = o.RunId ?? Guid.NewGuid().ToString("N")[..6];
+        if (id.Length == 0 || id.Any(c => !char.IsAsciiLetterOrDigit(c))) throw Bad("ExperimentInvalidRunId", $"The run id '{id}' must be letters and digits.", id);
+        var stem = $"{o.NamePrefix}-{id}";
+        bool createsBase = o.BaseImage is null, tiny = o.TinyGuest ?? createsBase;
+        string? baseImage = o.BaseImage is null ? null : Path.GetFullPath(o.BaseImage);
+        if (baseImage is not null && !File.Exists(baseImage))
+            throw new KvmOcException(ErrorKind.NotFound, "BaseImageNotFound", $"The base image '{baseImage}' does not exist.", baseImage);
+        if (createsBase && ToolRunner.Which("qemu-img") is null)
+            throw new KvmOcException(ErrorKind.NotInstalled, "QemuImgNotInstalled", "'qemu-img' is not installed (it makes the tiny guest's small base image).", "qemu-img", "Install it: apt-get install qemu-utils");
+        var work = Path.GetFullPath(o.WorkDirectory ?? (baseImage is not null ? Path.GetDirectoryName(baseImage)! : Path.Combine(Path.GetTempPath(), stem)));
+        bool createsWork = !Directory.Exists(work);
+        baseImage ??= Path.Combine(work, stem + "-base.qcow2");
+        var names = Enumerable.Range(1, o.GuestCount).Select(i => $"{stem}-{i}").ToArray();
+        var overlays = names.Select(n => Path.Combine(work, n + ".qcow2")).ToArray();
+        foreach (var f in overlays.Append(createsBase ? baseImage : null).OfType<string>())
+            if (File.Exists(f)) throw new KvmOcException(ErrorKind.ResourceExists, "ExperimentFileExists", $"'{f}' already exists; the experiment never overwrites a file it did not create.", f);
+        int fill = o.FillMiB ?? DefaultFillMiB(o.MemoryMB);
+        string? kernelArgs = tiny ? "quiet kvmoc.quiet" + (fill > 0 ? $" kvmoc.fill={fill},1" : "") : null;
+
+        var profileTime = o.UntilStable ? $"until stable (at most {o.ProfileDuration.TotalSeconds:0} s)" : $"for {o.ProfileDuration.TotalSeconds:0} s";
+        var steps = new List<string>();
+        if (createsWork) steps.Add($"create the folder {work}");
+        if (tiny) steps.Add("get the tiny guest's kernel and initramfs (Get-KvmTinyGuest)");
+        if (createsBase) steps.Add($"create the small empty base image {baseImage} (qemu-img create -f qcow2, 64 MiB)");
+        steps.Add($"create {o.GuestCount} qcow2 overlay(s) backed by {baseImage} (read only, never written): {string.Join(", ", overlays.Select(Path.GetFileName))}");
+        steps.Add($"start {o.GuestCount} guest(s) {names[0]}…{names[^1]}: {o.MemoryMB} MiB, {o.CpuCount} vCPU(s), accelerator {o.Accelerator}" + (o.StaggerSeconds > 0 ? $", {o.StaggerSeconds:0.#} s apart" : "")
+            + (tiny ? $", kernel + initramfs with '{kernelArgs}', then wait for each guest's ready line" : ""));
+        foreach (var p in o.Profiles)
+            steps.Add($"profile {p}: unmerge every KSM page (run = 2, until pages_shared and pages_sharing are 0), set {TuningText(p)}, run = 1; sample every {o.Interval.TotalSeconds:0.##} s {profileTime}");
+        steps.Add(o.KeepGuests ? "leave the guests running and their overlays in place (-KeepGuests)" : "stop the guests (QMP quit, SIGKILL if QEMU hangs) and delete the overlays" + (createsBase ? " and the base image" : "") + " the experiment created");
+        steps.Add($"restore every KSM setting as found (run = {ksm.Run}, pages_to_scan = {ksm.PagesToScan}, sleep_millisecs = {ksm.SleepMilliseconds}" + (ksm.AdvisorMode is null ? "" : $", advisor_mode = {ksm.AdvisorMode}") + ")");
+        if (o.ReportPath is not null) steps.Add($"write {ExperimentReportWriter.JsonFile}, {ExperimentReportWriter.CsvFile} and {ExperimentReportWriter.SvgFile} into {Path.GetFullPath(o.ReportPath)}");
+        return new ExperimentPlan
+        {
+            Options = o,
+            RunId = id,
+            WorkDirectory = work,
+            CreatesWorkDirectory = createsWork,
+            BaseImage = baseImage,
+            CreatesBaseImage = createsBase,
+            TinyGuest = tiny,
+            GuestNames = names,
+            Overlays = overlays,
+            KernelArguments = kernelArgs,
+            Steps = steps.ToArray(),
+        };
+    }
+
+    /// <summary>
+    /// The tiny guest's default fill: half its memory, but leaving at least 96 MiB to the kernel and the initramfs
+    /// (a 128 MiB guest filling 64 MiB panics, "System is deadlocked on memory"): 128 → 32, 256 → 128, 4048 → 2024.
+    /// </summary>
+    public static int DefaultFillMiB(long memoryMB) => (int)Math.Max(0, Math.Min(memoryMB / 2, memoryMB - 96));
+
+    static string TuningText(ExperimentProfile p) => p switch
+    {
+        ExperimentProfile.Default => "pages_to_scan = 100, sleep_millisecs = 20 (advisor off)",
+        ExperimentProfile.Aggressive => "pages_to_scan = 20000, sleep_millisecs = 20 (advisor off)",
+        ExperimentProfile.Advisor => "advisor_mode = scan-time",
+        _ => "advisor off, then the adaptive tuner sets pages_to_scan/sleep_millisecs as it goes",
+    };
+
+    /// <summary>Runs the plan. Cancellation (Ctrl+C) and failures clean up before the exception leaves.</summary>
+    public static async Task<ExperimentResult> RunAsync(ExperimentPlan plan, IOperationObserver observer, CancellationToken ct)
+    {
+        var o = plan.Options;
+        var roots = o.Roots ?? HostRoots.Default;
+        var host = new HostInfoReader(roots, () => Array.Empty<KvmGuest>());
+        var mem = host.ReadMemory();
+        var result = new ExperimentResult
+        {
+            HostName = Environment.MachineName,
+            RunId = plan.RunId,
+            StartTime = DateTimeOffset.UtcNow,
+            BaseImage = plan.BaseImage,
+            TinyGuest = plan.TinyGuest,
+            KernelArguments = plan.KernelArguments,
+            GuestCount = o.GuestCount,
+            MemoryMB = o.MemoryMB,
+            CpuCount = o.CpuCount,
+            HostCpus = host.ReadCpu().LogicalCpus,
+            HostMemoryBytes = mem.TotalBytes,
+            Guests = plan.GuestNames,
+            WorkDirectory = plan.WorkDirectory,
+            GuestsKept = o.KeepGuests,
+        };
+        var created = new List<string>();
+        var started = new List<KvmGuest>();
+        var profiles = new List<ExperimentProfileResult>();
+        var snapshot = KsmSettingsSnapshot.Capture(roots);
+        observer.Verbose($"KSM settings captured for the restore: run = {snapshot.Settings.Run}, pages_to_scan = {snapshot.Settings.PagesToScan}, sleep_millisecs = {snapshot.Settings.SleepMilliseconds}, advisor_mode = {snapshot.Settings.AdvisorMode ?? "(none)"}");
+        try
+        {
+            await SetUpAsync(plan, created, started, result, observer, ct).ConfigureAwait(false);
+            for (int i = 0; i < o.Profiles.Length; i++)
+            {
+                observer.Progress(new ProgressInfo(Activity, $"profile {o.Profiles[i]} ({i + 1} of {o.Profiles.Length})", 10 + 85 * i / o.Profiles.Length, ActivityId: MainActivity));
+                profiles.Add(await RunProfileAsync(plan, o.Profiles[i], started, observer, ct).ConfigureAwait(false));
+            }
+        }
+        finally
+        {
+            observer.Progress(new ProgressInfo(Activity, o.KeepGuests ? "restoring KSM" : "cleaning up: stopping guests, deleting overlays, restoring KSM", 96, ActivityId: MainActivity));
+            var problems = new List<string>();
+            if (!o.KeepGuests) await CleanUpAsync(plan, started, created, problems, observer).ConfigureAwait(false);
+            try
+            {
+                var differences = snapshot.Restore(observer);
+                result.KsmDifferences = differences.ToArray();
+                result.KsmRestored = differences.Count == 0;
+                if (differences.Count > 0) problems.Add("KSM settings still differ after the restore: " + string.Join("; ", differences));
+            }
+            catch (KvmOcException e)
+            {
+                problems.Add($"Restoring the KSM settings failed: {e.Message}");
+            }
+            foreach (var p in problems) observer.Warning(p);
+            result.CleanupProblems = problems.ToArray();
+            observer.Progress(new ProgressInfo(Activity, "done", 100, ActivityId: MainActivity, Completed: true));
+        }
+        result.Profiles = profiles.ToArray();
+        result.Overlays = plan.Overlays;
+        result.BestProfile = ExperimentMath.Best(profiles)?.Profile.ToString();
+        result.EndTime = DateTimeOffset.UtcNow;
+        result.Duration = result.EndTime - result.StartTime;
+        if (o.ReportPath is not null)
+        {
+            var files = ExperimentReportWriter.Write(result, Path.GetFullPath(o.ReportPath));
+            observer.Verbose($"Report written: {string.Join(", ", files)}");
+        }
+        return result;
+    }
+
+    static async Task SetUpAsync(ExperimentPlan plan, List<string> created, List<KvmGuest> started, ExperimentResult result, IOperationObserver observer, CancellationToken ct)
+    {
+        var o = plan.Options;
+        try
+        {
+            if (plan.CreatesWorkDirectory)
+            {
+                Directory.CreateDirectory(plan.WorkDirectory);
+                created.Add(plan.WorkDirectory);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw KvmOcException.FromIo(e, "ExperimentWorkDirectoryFailed", $"Cannot create '{plan.WorkDirectory}'", plan.WorkDirectory);
+        }
+        TinyGuestImage? tiny = null;
+        if (plan.TinyGuest)
+        {
+            observer.Progress(new ProgressInfo(Activity, "getting the tiny guest", 1, ActivityId: MainActivity));
+            tiny = await TinyGuest.GetAsync(null, observer, ct).ConfigureAwait(false);
+        }
+        if (plan.CreatesBaseImage)
+        {
+            var qemuImg = ToolRunner.Require("qemu-img", "qemu-utils");
+            string[] args = { "create", "-q", "-f", "qcow2", plan.BaseImage, "64M" };
+            observer.Verbose($"{qemuImg} {string.Join(' ', args)}");
+            created.Add(plan.BaseImage); // before the call: a half-written file is ours too
+            var r = await ToolRunner.RunAsync(qemuImg, args, null, ct).ConfigureAwait(false);
+            if (r.ExitCode != 0)
+                throw new KvmOcException(ErrorKind.InvalidOperation, "ExperimentBaseImageFailed", $"qemu-img create {plan.BaseImage} failed: {r.Message}", plan.BaseImage);
+        }
+
+        observer.Progress(new ProgressInfo(Activity, $"creating {plan.Overlays.Length} overlay(s)", 3, ActivityId: MainActivity));
+        var backing = QcowOverlayWriter.OpenBacking(plan.BaseImage, null, observer);
+        foreach (var path in plan.Overlays)
+        {
+            ct.ThrowIfCancellationRequested();
+            var overlayPlan = QcowOverlayWriter.Plan(path, backing, new QcowOverlayOptions(), observer);
+            QcowOverlayWriter.Apply(overlayPlan, observer, syncDirectory: false);
+            created.Add(path);
+        }
+        QcowOverlayWriter.SyncDirectories(new[] { plan.WorkDirectory });
+
+        var accelerator = o.Accelerator;
+        for (int i = 0; i < plan.GuestNames.Length; i++)
+        {
+            if (i > 0 && o.StaggerSeconds > 0) await GuestLauncher.StaggerAsync(TimeSpan.FromSeconds(o.StaggerSeconds), plan.GuestNames[i], observer, ct).ConfigureAwait(false);
+            observer.Progress(new ProgressInfo(Activity, $"starting guest {i + 1} of {plan.GuestNames.Length}: {plan.GuestNames[i]}", 5 + 4 * i / plan.GuestNames.Length, ActivityId: MainActivity));
+            var start = new GuestStartOptions
+            {
+                Name = plan.GuestNames[i],
+                DiskPath = plan.Overlays[i],
+                MemoryMB = o.MemoryMB,
+                CpuCount = o.CpuCount,
+                Accelerator = accelerator,
+                RunDirectory = o.RunDirectory,
+            };
+            if (tiny is not null)
+            {
+                start.Kernel = tiny.Kernel;
+                start.Initrd = tiny.Initrd;
+                start.KernelArguments = plan.KernelArguments;
+                start.Network = GuestNetwork.None;
+                start.NoVnc = true;
+            }
+            var launch = GuestLauncher.Plan(start, i == 0 ? observer : new QuietObserver(observer, warnings: false), o.Roots);
+            KvmGuest guest;
+            try
+            {
+                guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
+            }
+            catch (KvmOcException e) when (i == 0 && accelerator == GuestAccelerator.Auto && launch.Accelerator == "kvm" && e.ErrorId == "QemuStartFailed")
+            {
+                // /dev/kvm can be there and still not work (nested virtualization without the needed MSRs): Auto means "what works".
+                observer.Warning($"QEMU failed under KVM ({e.Message}); running every guest under TCG instead.");
+                accelerator = start.Accelerator = GuestAccelerator.Tcg;
+                launch = GuestLauncher.Plan(start, new QuietObserver(observer, warnings: false), o.Roots);
+                guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
+            }
+            started.Add(guest);
+            result.Accelerator = guest.Accelerator ?? launch.Accelerator;
+        }
+        if (tiny is not null) await WaitReadyAsync(started, tiny.ReadyMarker, o, observer, ct).ConfigureAwait(false);
+    }
+
+    static async Task WaitReadyAsync(List<KvmGuest> guests, string marker, ExperimentOptions o, IOperationObserver observer, CancellationToken ct)
+    {
+        var roots = o.Roots ?? HostRoots.Default;
+        var sw = Stopwatch.StartNew();
+        var waiting = guests.ToList();
+        while (waiting.Count > 0)
+        {
+            foreach (var g in waiting.ToList())
+            {
+                var log = g.SerialLog is not null && File.Exists(g.SerialLog) ? File.ReadAllText(g.SerialLog) : "";
+                if (log.Contains(marker, StringComparison.Ordinal)) waiting.Remove(g);
+                else if (log.IndexOf("Kernel panic", StringComparison.Ordinal) is int at and >= 0)
+                    throw new KvmOcException(ErrorKind.InvalidOperation, "ExperimentGuestPanicked", $"Guest '{g.Name}' panicked while booting: {log[at..].Split('\n')[0].Trim()}", g.Name,
+                        "Give the guests more memory (-MemoryMB) or fill less of it (-FillMiB).");
+            }
+            if (waiting.Count == 0) break;
+            var dead = waiting.FirstOrDefault(g => new QemuProcessScanner(roots).Read(g.Id) is null);
+            if (dead is not null)
+                throw new KvmOcException(ErrorKind.InvalidOperation, "ExperimentGuestDied", $"Guest '{dead.Name}' exited before it was ready.", dead.Name, $"See its serial log {dead.SerialLog}.");
+            if (sw.Elapsed > o.ReadyTimeout)
+                throw new KvmOcException(ErrorKind.Timeout, "ExperimentGuestNotReady", $"{waiting.Count} guest(s) did not print '{marker}' within {o.ReadyTimeout.TotalSeconds:0} s: {string.Join(", ", waiting.Select(g => g.Name))}.", waiting[0].Name,
+                    "TCG is slow: fewer guests, a smaller fill (-FillMiB) or a longer wait help.");
+            observer.Progress(new ProgressInfo(Activity, $"waiting for the guests to boot and fill their memory: {guests.Count - waiting.Count} of {guests.Count} ready", 9, ActivityId: MainActivity));
+            await Task.Delay(250, ct).ConfigureAwait(false);
+        }
+        observer.Verbose($"All {guests.Count} guest(s) ready after {sw.Elapsed.TotalSeconds:0.0} s.");
+    }
+
+    static async Task<ExperimentProfileResult> RunProfileAsync(ExperimentPlan plan, ExperimentProfile profile, List<KvmGuest> guests, IOperationObserver observer, CancellationToken ct)
+    {
+        var o = plan.Options;
+        var roots = o.Roots ?? HostRoots.Default;
+        var tuner = new KsmTuner(roots, observer);
+        var quiet = new QuietObserver(observer, warnings: true);
+
+        var unmerge = Stopwatch.StartNew();
+        observer.Progress(new ProgressInfo($"KSM profile {profile}", "unmerging every page (run = 2)", ActivityId: ProfileActivity));
+        await UnmergeAsync(tuner, roots, o.UnmergeTimeout, ct).ConfigureAwait(false);
+        unmerge.Stop();
+
+        var baseline = ReadGuests(guests, roots);
+        long baselineRss = baseline.Sum(g => g?.RssBytes ?? 0);
+        var result = new ExperimentProfileResult
+        {
+            Profile = profile,
+            UnmergeDuration = unmerge.Elapsed,
+            CommittedBytes = guests.Sum(g => g.MemoryMB * Units.MiB),
+            StartTime = DateTimeOffset.UtcNow,
+        };
+        var hasAdvisor = KsmStatReader.Read(roots).AdvisorMode is not null;
+        var advisorOff = new KsmTuning { AdvisorMode = hasAdvisor ? "none" : null, Run = KsmRunState.Merging };
+        KsmTuning tuning = profile switch
+        {
+            ExperimentProfile.Advisor => KsmTuning.ForProfile(KsmTuningProfile.Advisor).With(new KsmTuning { Run = KsmRunState.Merging }),
+            ExperimentProfile.Aggressive => KsmTuning.ForProfile(KsmTuningProfile.Aggressive).With(advisorOff),
+            _ => KsmTuning.ForProfile(KsmTuningProfile.Default).With(advisorOff),
+        };
+        result.Tuning = TuningText(profile);
+        var first = KsmStatReader.Read(roots);
+        var samples = new List<ExperimentSample> { Sample(profile, 0, 0, first, null, baseline, baselineRss) };
+        tuner.Set(tuning);
+
+        using var tunerCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        Task<KsmAutoTuneResult>? adaptive = profile == ExperimentProfile.Adaptive
+            ? Task.Run(() => KsmAutoTuner.RunAsync(new KsmAutoTuneOptions { Roots = o.Roots }, quiet, tunerCts.Token), CancellationToken.None)
+            : null;
+        var watch = new KsmWatchOptions { Interval = o.Interval, Duration = o.ProfileDuration, UntilStable = o.UntilStable };
+        var warnedGone = new HashSet<string>();
+        try
+        {
+            await foreach (var s in new KsmWatcher(roots, quiet).WatchAsync(watch, ct).ConfigureAwait(false))
+            {
+                if (adaptive is { IsFaulted: true }) await adaptive.ConfigureAwait(false); // its error, now
+                var now = ReadGuests(guests, roots);
+                for (int i = 0; i < now.Count; i++)
+                    if (now[i] is null && warnedGone.Add(guests[i].Name)) observer.Warning($"Guest '{guests[i].Name}' (pid {guests[i].Id}) is gone; it no longer counts.");
+                var sample = Sample(profile, s.Index, s.Elapsed.TotalSeconds, s.Stat, s, now, baselineRss);
+                samples.Add(sample);
+                result.Stable = s.Stable;
+                double total = o.ProfileDuration.TotalSeconds;
+                observer.Progress(new ProgressInfo($"KSM profile {profile}",
+                    $"{s.Elapsed.TotalSeconds:0} s: KSM saved {sample.SavedMiB:0.#} MiB, resident {Units.ToMiB(sample.ResidentBytes):0.#} MiB, ksmd {s.KsmdCpuPercent ?? 0:0.#}% CPU, pages_to_scan {s.PagesToScan}",
+                    (int)Math.Min(100, 100 * s.Elapsed.TotalSeconds / total), (int)Math.Max(0, total - s.Elapsed.TotalSeconds), ProfileActivity));
+            }
+        }
+        finally
+        {
+            if (adaptive is not null)
+            {
+                tunerCts.Cancel();
+                try
+                {
+                    var tuned = await adaptive.ConfigureAwait(false);
+                    result.TunerDecisions = tuned.Decisions.Count;
+                }
+                catch (Exception e) when (e is OperationCanceledException || ct.IsCancellationRequested) { }
+            }
+            observer.Progress(new ProgressInfo($"KSM profile {profile}", "done", ActivityId: ProfileActivity, Completed: true));
+        }
+
+        result.Samples = samples.ToArray();
+        ExperimentMath.Summarize(result);
+        var end = ReadGuests(guests, roots);
+        result.Guests = guests.Select((g, i) => GuestResult(profile, g, baseline[i], end[i], first.PageSize)).ToArray();
+        var alive = end.OfType<KvmGuest>().ToList();
+        var report = await new OvercommitReportBuilder(roots, () => alive).BuildAsync(o.HeadroomPercent, 0, probeDisks: false, quiet, ct).ConfigureAwait(false);
+        result.EstimatedAdditionalGuests = report.EstimatedAdditionalGuests;
+        result.EstimateExplanation = report.Explanation.FirstOrDefault(l => l.StartsWith("EstimatedAdditionalGuests", StringComparison.Ordinal));
+        observer.Verbose($"Profile {profile}: KSM saved {result.SavedMiB} MiB, total saved {result.TotalSavedMiB} MiB, 90% in {result.TimeTo90PercentSeconds?.ToString(CultureInfo.InvariantCulture) ?? "–"} s, ksmd {result.KsmdCpuSeconds} CPU-s, overcommit {result.OvercommitRatio}:1, {result.EstimatedAdditionalGuests} more guests would fit.");
+        return result;
+    }
+
+    /// <summary>run = 2, then waits until pages_shared and pages_sharing are 0 (stale counters clear only on run = 2).</summary>
+    static async Task UnmergeAsync(KsmTuner tuner, HostRoots roots, TimeSpan timeout, CancellationToken ct)
+    {
+        tuner.Set(new KsmTuning { Run = KsmRunState.Unmerging });
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            var s = KsmStatReader.Read(roots);
+            if ((s.PagesShared ?? 0) == 0 && (s.PagesSharing ?? 0) == 0) return;
+            if (sw.Elapsed > timeout)
+                throw new KvmOcException(ErrorKind.Timeout, "KsmUnmergeTimeout", $"KSM still had {s.PagesShared} shared / {s.PagesSharing} sharing pages {timeout.TotalSeconds:0} s after run = 2.", KsmKnob.Run);
+            await Task.Delay(100, ct).ConfigureAwait(false);
+        }
+    }
+
+    static List<KvmGuest?> ReadGuests(List<KvmGuest> guests, HostRoots roots)
+    {
+        var scanner = new QemuProcessScanner(roots);
+        return guests.Select(g => scanner.Read(g.Id) is { } now && now.Name == g.Name ? now : null).ToList();
+    }
+
+    static ExperimentSample Sample(ExperimentProfile profile, int index, double seconds, KsmStat stat, KsmSample? ksm, List<KvmGuest?> guests, long baselineRss)
+    {
+        long rss = guests.Sum(g => g?.RssBytes ?? 0);
+        long saved = stat.SavedBytes ?? 0;
+        return new ExperimentSample
+        {
+            Profile = profile,
+            Index = index,
+            Timestamp = stat.Timestamp,
+            ElapsedSeconds = Math.Round(seconds, 3),
+            PagesToScan = stat.PagesToScan,
+            SleepMilliseconds = stat.SleepMilliseconds,
+            PagesShared = stat.PagesShared ?? 0,
+            PagesSharing = stat.PagesSharing ?? 0,
+            SavedBytes = saved,
+            ResidentBytes = rss,
+            ResidentSavingBytes = baselineRss - rss,
+            TotalSavedBytes = baselineRss - rss + saved,
+            KsmdCpuSeconds = ksm is null ? 0 : ksm.KsmdCpuSeconds,
+            KsmdCpuPercent = ksm?.KsmdCpuPercent,
+            FullScans = stat.FullScans,
+            GuestRssBytes = guests.Select(g => g?.RssBytes ?? 0).ToArray(),
+            GuestKsmMergingPages = guests.Select(g => g?.KsmMergingPages ?? 0).ToArray(),
+        };
+    }
+
+    static ExperimentGuestResult GuestResult(ExperimentProfile profile, KvmGuest g, KvmGuest? before, KvmGuest? after, long pageSize)
+    {
+        long memory = g.MemoryMB * Units.MiB;
+        long? merged = after?.KsmMergingPages * pageSize;
+        long? unique = after?.RssBytes is long rss ? Math.Max(0, rss - (merged ?? 0)) : null;
+        return new ExperimentGuestResult
+        {
+            Name = g.Name,
+            Id = g.Id,
+            Profile = profile,
+            MemoryBytes = memory,
+            RssBaselineBytes = before?.RssBytes,
+            RssBytes = after?.RssBytes,
+            ResidentSavingBytes = before?.RssBytes - after?.RssBytes,
+            KsmMergingPages = after?.KsmMergingPages,
+            KsmMergedBytes = merged,
+            KsmProfitBytes = after?.KsmProfitBytes,
+            OvercommitRatio = unique is long u ? ExperimentMath.Ratio(memory, u) : null,
+        };
+    }
+
+    /// <summary>Stops the guests it started (QMP quit), then deletes what it created (newest first); a guest that does not stop keeps its overlay.</summary>
+    static async Task CleanUpAsync(ExperimentPlan plan, List<KvmGuest> started, List<string> created, List<string> problems, IOperationObserver observer)
+    {
+        var roots = plan.Options.Roots ?? HostRoots.Default;
+        // Their overlays are deleted next, so there is nothing to shut down gracefully for: quit (SIGKILL if QEMU hangs).
+        var stop = new GuestStopOptions { TurnOff = true, Force = true };
+        var stillRunning = new HashSet<string>(StringComparer.Ordinal);
+        var stops = started.Select(async g =>
+        {
+            try { await GuestStopper.StopAsync(g, stop, new QuietObserver(observer, warnings: true), CancellationToken.None, roots).ConfigureAwait(false); }
+            catch (KvmOcException e) when (e.ErrorId == "GuestNotRunning") { }
+            catch (KvmOcException e)
+            {
+                lock (problems) { problems.Add($"Guest '{g.Name}' did not stop: {e.Message}"); stillRunning.UnionWith(g.Disks); }
+            }
+        }).ToList();
+        await Task.WhenAll(stops).ConfigureAwait(false);
+        for (int i = created.Count - 1; i >= 0; i--)
+        {
+            var path = created[i];
+            try
+            {
+                if (stillRunning.Contains(path)) { problems.Add($"Kept '{path}': its guest still runs."); continue; }
+                if (File.Exists(path)) { File.Delete(path); observer.Verbose($"Deleted {path}"); }
+                else if (Directory.Exists(path))
+                {
+                    if (Directory.EnumerateFileSystemEntries(path).Any()) problems.Add($"Kept the folder '{path}': it holds files the experiment did not create.");
+                    else { Directory.Delete(path); observer.Verbose($"Deleted {path}"); }
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                problems.Add($"Could not delete '{path}': {e.Message}");
+            }
+        }
+    }
+
+    [DllImport("libc", SetLastError = true)] static extern int access(string path, int mode);
+}
+
+/// <summary>Forwards verbose messages (and warnings, if asked) but not progress: inner operations would otherwise overwrite the experiment's own progress bars.</summary>
+internal sealed class QuietObserver(IOperationObserver inner, bool warnings) : IOperationObserver
+{
+    public void Verbose(string message) => inner.Verbose(message);
+    public void Warning(string message) { if (warnings) inner.Warning(message); else inner.Verbose(message); }
+    public void Progress(ProgressInfo progress) { }
+}

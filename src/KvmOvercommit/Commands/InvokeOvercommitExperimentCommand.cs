@@ -1,0 +1,143 @@
+using System.Management.Automation;
+using KvmOvercommit.Engine.Experiment;
+using KvmOvercommit.Engine.Qemu;
+
+namespace KvmOvercommit.Commands;
+
+/// <summary>Runs a whole KSM overcommit experiment: overlays, guests, each KSM profile from a fresh unmerge, samples, a report, and a full cleanup.</summary>
+/// <remarks>
+/// Creates one qcow2 overlay per guest on -BaseImage (default: the tiny test guest, booted from its kernel and
+/// initramfs, with overlays on a small empty base image the experiment creates; its memory is filled with a pattern
+/// shared by all guests so KSM has something to merge), starts the guests (-StaggerSeconds apart), and for every
+/// -KsmProfile (Default, Aggressive, Advisor, Adaptive) unmerges every KSM page (run = 2, until pages_shared and
+/// pages_sharing are 0), tunes KSM, and samples KSM, the guests' resident memory and ksmd's CPU every -IntervalSeconds
+/// for -Duration (or -UntilStable). The result has, per profile and per guest: memory committed and resident, KSM's
+/// saving and the resident saving over time, the time to 90 % of the final saving, ksmd CPU seconds, the overcommit
+/// ratio achieved, EstimatedAdditionalGuests, and the samples. At the end — also on Ctrl+C and on failure — it stops its
+/// guests, deletes only the files it created (never the base image, which is only read), and restores every KSM
+/// setting it found. -KeepGuests leaves the guests and overlays. -ReportPath writes experiment.json, samples.csv and
+/// saved-memory.svg. -WhatIf shows the plan and does nothing. Needs root (it tunes KSM).
+/// </remarks>
+/// <example>
+/// <code>Invoke-OvercommitExperiment -GuestCount 4 -KsmProfile Default,Aggressive,Adaptive -Duration 00:02:00 -ReportPath ./report</code>
+/// <para>Four tiny guests, three KSM profiles for two minutes each; the report and chart go to ./report.</para>
+/// </example>
+/// <example>
+/// <code>Invoke-OvercommitExperiment -BaseImage win7-base.qcow2 -GuestCount 30 -MemoryMB 4048 -CpuCount 2 -StaggerSeconds 60 -KsmProfile Aggressive,Adaptive -UntilStable</code>
+/// <para>The blog's experiment on a real host: 30 Windows 7 guests on overlays of one base image, one a minute.</para>
+/// </example>
+/// <example>
+/// <code>(Invoke-OvercommitExperiment -GuestCount 2 -Duration 00:00:30).Profiles | Format-Table</code>
+/// <para>Compares the profiles: saved MiB, time to 90 %, ksmd CPU, overcommit ratio, guests that would still fit.</para>
+/// </example>
+[Cmdlet(VerbsLifecycle.Invoke, "OvercommitExperiment", SupportsShouldProcess = true)]
+[OutputType(typeof(ExperimentResult))]
+public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
+{
+    /// <summary>The base image of the guests' overlays (opened read-only, never written). Default: the tiny guest on a small empty base the experiment creates.</summary>
+    [Parameter(Position = 0)]
+    [Alias("BackingPath")]
+    [ValidateNotNullOrEmpty]
+    public string? BaseImage { get; set; }
+
+    /// <summary>Boots the tiny guest (kernel and initramfs) also with -BaseImage, which is then only the disk behind the overlays.</summary>
+    [Parameter]
+    public SwitchParameter TinyGuest { get; set; }
+
+    /// <summary>Number of guests (default 4).</summary>
+    [Parameter]
+    [ValidateRange(1, 1000)]
+    public int GuestCount { get; set; } = 4;
+
+    /// <summary>Guest RAM in MiB (default 128).</summary>
+    [Parameter]
+    [ValidateRange(16, 16L * 1024 * 1024)]
+    public long MemoryMB { get; set; } = 128;
+
+    /// <summary>vCPUs per guest (default 1).</summary>
+    [Parameter]
+    [ValidateRange(1, 1024)]
+    public int CpuCount { get; set; } = 1;
+
+    /// <summary>Seconds between guest starts (the blog's sleep 60; default 0).</summary>
+    [Parameter]
+    [ValidateRange(0.0, 86400.0)]
+    public double StaggerSeconds { get; set; }
+
+    /// <summary>The KSM profiles to compare, one after the other on the same guests: Default, Aggressive, Advisor, Adaptive (default Default, Aggressive, Adaptive).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public ExperimentProfile[] KsmProfile { get; set; } = { ExperimentProfile.Default, ExperimentProfile.Aggressive, ExperimentProfile.Adaptive };
+
+    /// <summary>How long each profile runs (default 00:02:00); with -UntilStable the longest it may run (default 30 minutes).</summary>
+    [Parameter]
+    public TimeSpan? Duration { get; set; }
+
+    /// <summary>Ends each profile when the savings stop growing.</summary>
+    [Parameter]
+    public SwitchParameter UntilStable { get; set; }
+
+    /// <summary>Seconds between samples (default 2).</summary>
+    [Parameter]
+    [ValidateRange(0.1, 3600.0)]
+    public double IntervalSeconds { get; set; } = 2;
+
+    /// <summary>Folder for the overlays (default: the base image's folder, or a new folder under /tmp for the tiny guest).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? WorkDirectory { get; set; }
+
+    /// <summary>Leaves the guests running and their overlays in place (KSM settings are restored anyway).</summary>
+    [Parameter]
+    public SwitchParameter KeepGuests { get; set; }
+
+    /// <summary>Folder for the report: experiment.json, samples.csv and saved-memory.svg.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? ReportPath { get; set; }
+
+    /// <summary>Tiny guest only: MiB of RAM each guest fills with a pattern shared by all guests (default half of -MemoryMB, leaving at least 96 MiB: 32 of 128).</summary>
+    [Parameter]
+    [ValidateRange(0, int.MaxValue)]
+    public int? FillMiB { get; set; }
+
+    /// <summary>Auto (KVM where /dev/kvm is usable, else TCG with a warning), Kvm or Tcg.</summary>
+    [Parameter]
+    public GuestAccelerator Accelerator { get; set; } = GuestAccelerator.Auto;
+
+    /// <summary>Folder for the guests' run directories (default: Start-KvmGuest's).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? RunDirectory { get; set; }
+
+    /// <inheritdoc />
+    protected override bool WaitForWorkOnStop => true;
+
+    /// <inheritdoc />
+    protected override void ProcessRecord()
+    {
+        var options = new ExperimentOptions
+        {
+            BaseImage = BaseImage is null ? null : ResolvePath(BaseImage),
+            TinyGuest = TinyGuest ? true : null,
+            GuestCount = GuestCount,
+            MemoryMB = MemoryMB,
+            CpuCount = CpuCount,
+            StaggerSeconds = StaggerSeconds,
+            Profiles = KsmProfile,
+            Duration = Duration,
+            UntilStable = UntilStable,
+            Interval = TimeSpan.FromSeconds(IntervalSeconds),
+            WorkDirectory = WorkDirectory is null ? null : ResolvePath(WorkDirectory),
+            KeepGuests = KeepGuests,
+            ReportPath = ReportPath is null ? null : ResolvePath(ReportPath),
+            FillMiB = FillMiB,
+            Accelerator = Accelerator,
+            RunDirectory = RunDirectory is null ? null : ResolvePath(RunDirectory),
+        };
+        ExperimentPlan? plan = null;
+        Invoke(() => plan = OvercommitExperiment.Plan(options, SyncObserver), terminating: true);
+        if (plan is null || !ShouldProcess(plan.Describe(), "Run the overcommit experiment? It starts guests and tunes KSM.", "Invoke-OvercommitExperiment")) return;
+        InvokeAsync(async (observer, emit, ct) => emit(await OvercommitExperiment.RunAsync(plan, observer, ct).ConfigureAwait(false)), terminating: true);
+    }
+}

@@ -1,0 +1,172 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Xml.Linq;
+using KvmOvercommit.Engine.Experiment;
+using KvmOvercommit.Engine.Ksm;
+using KvmOvercommit.Engine.Qemu;
+using KvmOvercommit.Engine.Tests.Guests;
+using KvmOvercommit.Engine.Tests.Infrastructure;
+
+namespace KvmOvercommit.Engine.Tests.Experiment;
+
+/// <summary>
+/// The experiment for real: tiny guests under TCG on overlays of a base image, two KSM profiles, the real kernel's KSM.
+/// Checks the figures and, above all, the cleanup: KSM settings restored exactly, guests gone, overlays deleted, the
+/// base image byte-identical — after a normal run and after a cancellation half-way.
+/// </summary>
+[Collection(HostSerialCollection.Name)]
+public class ExperimentHostTests
+{
+    [SkippableFact]
+    public async Task TwoTinyGuestsTwoProfilesSaveMemoryAndLeaveTheHostAsItWas()
+    {
+        using var env = await HostEnv.CreateAsync();
+        var report = env.Dir.File("report");
+        var options = env.Options(ExperimentProfile.Aggressive, ExperimentProfile.Adaptive);
+        options.Duration = TimeSpan.FromSeconds(14);
+        options.ReportPath = report;
+        var progress = new RecordingObserver();
+        var sw = Stopwatch.StartNew();
+        var plan = OvercommitExperiment.Plan(options, progress);
+        Assert.False(Directory.Exists(plan.WorkDirectory)); // planning creates nothing
+        var result = await OvercommitExperiment.RunAsync(plan, progress, default);
+        sw.Stop();
+
+        Assert.Equal(2, result.GuestCount);
+        Assert.Equal("tcg", result.Accelerator);
+        Assert.Equal(new[] { ExperimentProfile.Aggressive, ExperimentProfile.Adaptive }, result.Profiles.Select(p => p.Profile));
+        foreach (var p in result.Profiles)
+        {
+            var what = $"{p.Profile}: saved {p.SavedMiB} MiB, resident {p.ResidentMiB} MiB, samples {p.Samples.Length}";
+            Assert.True(p.SavedBytes > 16L * 1024 * 1024, what); // 2 × 32 MiB of the same pattern, and more
+            Assert.Equal(0, p.Samples[0].SavedBytes);             // each profile starts from a full unmerge
+            Assert.Equal(0, p.Samples[0].Index);
+            Assert.InRange(p.Samples.Length, 8, 20);
+            Assert.Equal(256L * 1024 * 1024, p.CommittedBytes);
+            Assert.True(p.ResidentBaselineBytes > p.CommittedBytes / 2, what);
+            Assert.NotNull(p.TimeTo90Percent);
+            Assert.InRange(p.TimeTo90Percent!.Value, TimeSpan.Zero, p.Duration);
+            Assert.True(p.KsmdCpuSeconds > 0, what);
+            Assert.True(p.OvercommitRatio > 0, what);
+            Assert.NotNull(p.EstimatedAdditionalGuests);
+            Assert.Equal(2, p.Guests.Length);
+            Assert.All(p.Guests, g => Assert.True(g.RssBytes > 0 && g.KsmMergingPages > 0, $"{g.Name}: RSS {g.RssBytes}, merged {g.KsmMergingPages}"));
+            Assert.Equal(p.TotalSavedBytes, p.ResidentBaselineBytes - p.EffectiveResidentBytes);
+            Assert.All(p.Samples, s => Assert.Equal(s.ResidentBytes, s.GuestRssBytes.Sum()));           // per guest over time, adding up
+            Assert.True(p.Samples[^1].GuestKsmMergingPages.All(n => n > 0), what);
+        }
+        Assert.NotNull(result.Profiles[1].TunerDecisions);
+        Assert.NotNull(result.BestProfile);
+        Assert.Contains(progress.Progress, p => p.Activity == "KSM profile Aggressive" && p.Status.Contains("KSM saved"));
+
+        env.AssertHostAsItWas(result);
+        Assert.Empty(result.CleanupProblems);
+
+        // The report: JSON reads back, CSV has every sample, the SVG one line per profile.
+        Assert.Equal(3, result.ReportFiles.Length);
+        var back = JsonSerializer.Deserialize<ExperimentResult>(File.ReadAllText(Path.Combine(report, ExperimentReportWriter.JsonFile)), ExperimentReportWriter.JsonOptions)!;
+        Assert.Equal(result.Profiles[0].SavedBytes, back.Profiles[0].SavedBytes);
+        Assert.Equal(result.Profiles.Sum(p => p.Samples.Length), back.Profiles.Sum(p => p.Samples.Length));
+        var csv = File.ReadAllLines(Path.Combine(report, ExperimentReportWriter.CsvFile));
+        Assert.Equal(result.Profiles.Sum(p => p.Samples.Length) + 1, csv.Length);
+        Assert.All(csv.Skip(1), l => Assert.Equal(ExperimentReportWriter.CsvColumns.Length + 2, l.Split(',').Length)); // + RssBytes[guest] × 2
+        var svg = XDocument.Load(Path.Combine(report, ExperimentReportWriter.SvgFile));
+        Assert.Equal(2, svg.Descendants(XName.Get("polyline", "http://www.w3.org/2000/svg")).Count());
+
+        Console.WriteLine($"experiment: {sw.Elapsed.TotalSeconds:0.0} s; " + result.Summary);
+    }
+
+    [SkippableFact]
+    public async Task CancellingHalfWayStillCleansUpEverything()
+    {
+        using var env = await HostEnv.CreateAsync();
+        var options = env.Options(ExperimentProfile.Aggressive, ExperimentProfile.Default);
+        options.Duration = TimeSpan.FromSeconds(60);
+        using var cts = new CancellationTokenSource();
+        var observer = new RecordingObserver();
+        int armed = 0;
+        observer.OnProgress = p =>
+        {
+            if (p.Activity == "KSM profile Aggressive" && p.Status.Contains("KSM saved") && Interlocked.Exchange(ref armed, 1) == 0)
+                cts.CancelAfter(TimeSpan.FromSeconds(2)); // mid-profile: merging, the tuning applied
+        };
+        var plan = OvercommitExperiment.Plan(options, observer);
+        var sw = Stopwatch.StartNew();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => OvercommitExperiment.RunAsync(plan, observer, cts.Token));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(45), $"cancellation took effect only after {sw.Elapsed.TotalSeconds:0} s");
+        env.AssertHostAsItWas(new ExperimentResult { Overlays = plan.Overlays, WorkDirectory = plan.WorkDirectory });
+        Assert.Contains(observer.Progress, p => p.Status.StartsWith("cleaning up", StringComparison.Ordinal));
+    }
+
+    /// <summary>What a host test needs: prerequisites, a base image and its hash, the KSM settings before, and a safety net that kills its guests.</summary>
+    sealed class HostEnv : IDisposable
+    {
+        readonly GuestFixture _fixture;
+        readonly KsmSettingsGuard _guard;
+        readonly KsmTuning _before;
+        readonly string _baseHash;
+        public string Prefix { get; } = "kvmoc-t" + Guid.NewGuid().ToString("N")[..4];
+        public TempDir Dir => _fixture.Dir;
+        public string BaseImage { get; }
+
+        HostEnv(GuestFixture f)
+        {
+            _fixture = f;
+            _guard = new KsmSettingsGuard();
+            _before = KsmTuning.FromStat(KsmStatReader.Read());
+            BaseImage = f.CreateDisk(f.Dir.File("base.qcow2"), size: "8M");
+            _baseHash = Sha256(BaseImage);
+        }
+
+        public static async Task<HostEnv> CreateAsync()
+        {
+            Prereq.RequireRoot();
+            Prereq.RequireKsm();
+            return new HostEnv(await GuestFixture.CreateAsync());
+        }
+
+        public ExperimentOptions Options(params ExperimentProfile[] profiles) => new()
+        {
+            BaseImage = BaseImage,
+            TinyGuest = true,
+            GuestCount = 2,
+            MemoryMB = 128,
+            FillMiB = 32,
+            Profiles = profiles,
+            Interval = TimeSpan.FromSeconds(1),
+            Accelerator = GuestAccelerator.Tcg,
+            WorkDirectory = Dir.File("work"),
+            RunDirectory = _fixture.RunRoot,
+            NamePrefix = Prefix,
+        };
+
+        List<KvmGuest> Mine() => new QemuProcessScanner().Scan().Where(g => g.Name.StartsWith(Prefix, StringComparison.Ordinal)).ToList();
+
+        public void AssertHostAsItWas(ExperimentResult result)
+        {
+            Assert.Empty(Mine().Select(g => $"{g.Name} (pid {g.Id}) still runs"));
+            Assert.All(result.Overlays, o => Assert.False(File.Exists(o), $"{o} was not deleted"));
+            Assert.Equal(2, result.Overlays.Length);
+            Assert.False(Directory.Exists(result.WorkDirectory), "the work directory the experiment created is still there");
+            Assert.False(Directory.Exists(_fixture.RunRoot) && Directory.EnumerateFileSystemEntries(_fixture.RunRoot).Any(), "run directories are left");
+            Assert.Equal(_baseHash, Sha256(BaseImage));
+            Assert.Empty(KsmTuning.FromStat(KsmStatReader.Read()).Differences(_before));
+        }
+
+        public void Dispose()
+        {
+            foreach (var g in Mine()) GuestLauncher.kill(g.Id, 9);
+            var sw = Stopwatch.StartNew();
+            while (Mine().Count > 0 && sw.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(50);
+            _guard.Dispose();
+            _fixture.Dispose();
+        }
+
+        static string Sha256(string path)
+        {
+            using var s = File.OpenRead(path);
+            return Convert.ToHexString(SHA256.HashData(s));
+        }
+    }
+}

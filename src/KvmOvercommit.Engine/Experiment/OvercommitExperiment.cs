@@ -250,19 +250,11 @@ public static class OvercommitExperiment
                 start.NoVnc = true;
             }
             var launch = GuestLauncher.Plan(start, i == 0 ? observer : new QuietObserver(observer, warnings: false), o.Roots);
-            KvmGuest guest;
-            try
-            {
-                guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
-            }
-            catch (KvmOcException e) when (i == 0 && accelerator == GuestAccelerator.Auto && launch.Accelerator == "kvm" && e.ErrorId == "QemuStartFailed")
-            {
-                // /dev/kvm can be there and still not work (nested virtualization without the needed MSRs): Auto means "what works".
-                observer.Warning($"QEMU failed under KVM ({e.Message}); running every guest under TCG instead.");
-                accelerator = start.Accelerator = GuestAccelerator.Tcg;
-                launch = GuestLauncher.Plan(start, new QuietObserver(observer, warnings: false), o.Roots);
-                guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
-            }
+            // Auto under a /dev/kvm that opens but does not work: the launcher retries under TCG (with a warning);
+            // the later guests then go straight to TCG.
+            var guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
+            if (accelerator == GuestAccelerator.Auto && launch.Accelerator == "kvm" && guest.Accelerator == "tcg")
+                accelerator = GuestAccelerator.Tcg;
             started.Add(guest);
             result.Accelerator = guest.Accelerator ?? launch.Accelerator;
         }

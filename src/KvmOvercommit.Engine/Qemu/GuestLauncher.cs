@@ -77,6 +77,12 @@ public sealed class GuestLaunchPlan
     /// <summary>A run directory of a guest that no longer runs is in the way and will be cleared.</summary>
     public bool StaleRunDirectory { get; set; }
 
+    /// <summary>
+    /// -Accelerator Auto that chose KVM: the same command line under TCG, tried once when QEMU fails to start under
+    /// KVM (a /dev/kvm that opens but does not work, e.g. nested virtualization without the MSRs `-cpu host` needs).
+    /// </summary>
+    public string[]? TcgFallbackArguments { get; set; }
+
     /// <summary>The command line as a shell would need it (for -Verbose and -WhatIf; QEMU itself gets the array).</summary>
     public string CommandLine => string.Join(' ', new[] { Executable }.Concat(Arguments).Select(ShellQuote));
 
@@ -215,6 +221,15 @@ public static class GuestLauncher
         }
         args.AddRange(o.ExtraArgument);
         args.Add("-daemonize");
+        string[]? tcgFallback = null;
+        if (accel == "kvm" && o.Accelerator == GuestAccelerator.Auto)
+        {
+            var tcg = new List<string>(args);
+            tcg[tcg.IndexOf("-accel") + 1] = "tcg";
+            int cpu = tcg.IndexOf("-cpu");
+            if (cpu >= 0 && tcg[cpu + 1] == "host") tcg.RemoveRange(cpu, 2);
+            tcgFallback = tcg.ToArray();
+        }
 
         return new GuestLaunchPlan
         {
@@ -233,11 +248,33 @@ public static class GuestLauncher
             MacAddress = mac,
             StaleRunDirectory = stale,
             StartTimeout = o.StartTimeout,
+            TcgFallbackArguments = tcgFallback,
         };
     }
 
+    /// <summary>The plan under TCG instead of KVM (see <see cref="GuestLaunchPlan.TcgFallbackArguments"/>).</summary>
+    static GuestLaunchPlan UnderTcg(GuestLaunchPlan p) => new()
+    {
+        Name = p.Name, Executable = p.Executable, Arguments = p.TcgFallbackArguments!, RunDirectory = p.RunDirectory, QmpSocket = p.QmpSocket,
+        PidFile = p.PidFile, SerialLog = p.SerialLog, Accelerator = "tcg", VncDisplay = p.VncDisplay, Disks = p.Disks, MemoryMB = p.MemoryMB,
+        CpuCount = p.CpuCount, MacAddress = p.MacAddress, StartTimeout = p.StartTimeout,
+    };
+
     /// <summary>Starts the planned guest and returns it once QMP answers. On failure nothing is left running.</summary>
     public static async Task<KvmGuest> StartAsync(GuestLaunchPlan plan, IOperationObserver observer, CancellationToken ct = default, HostRoots? roots = null)
+    {
+        try
+        {
+            return await StartOnceAsync(plan, observer, ct, roots).ConfigureAwait(false);
+        }
+        catch (KvmOcException e) when (plan.TcgFallbackArguments is not null && e.ErrorId == "QemuStartFailed")
+        {
+            observer.Warning($"QEMU failed under KVM ({e.Message}); starting guest '{plan.Name}' under TCG emulation instead, much slower than KVM.");
+            return await StartOnceAsync(UnderTcg(plan), observer, ct, roots).ConfigureAwait(false);
+        }
+    }
+
+    static async Task<KvmGuest> StartOnceAsync(GuestLaunchPlan plan, IOperationObserver observer, CancellationToken ct, HostRoots? roots)
     {
         roots ??= HostRoots.Default;
         observer.Verbose($"Starting guest '{plan.Name}': {plan.CommandLine}");

@@ -45,6 +45,31 @@ public class TinyGuestOpsTests
     }
 
     [SkippableFact]
+    public async Task AutoFallsBackToTcgWhenQemuCannotStartUnderKvm()
+    {
+        // A /dev/kvm that opens (a plain file in a fake /dev) makes Auto choose KVM; real QEMU then fails under KVM
+        // (no /dev/kvm at all, or — on this kind of VM — one whose `-cpu host` lacks MSRs) and the launcher retries
+        // under TCG with a warning. Where KVM works, the guest simply runs under KVM.
+        using var f = await GuestFixture.CreateAsync();
+        using var dev = new TempDir();
+        File.WriteAllText(Path.Combine(dev.Path, "kvm"), "");
+        var roots = new HostRoots(Dev: dev.Path);
+        var o = f.TinyOptions(f.Name("autofallback"));
+        o.Accelerator = GuestAccelerator.Auto;
+        var obs = new Guests.RecordingObserver();
+        var plan = GuestLauncher.Plan(o, obs, roots);
+        Assert.Equal("kvm", plan.Accelerator);
+        var g = await f.StartAsync(plan, obs);
+        Assert.Equal("running", g.State);
+        if (g.Accelerator == "tcg")
+        {
+            Assert.Contains(obs.Warnings, w => w.Contains("under TCG", StringComparison.Ordinal));
+            await GuestFixture.WaitForSerialAsync(g, TinyGuestInit.ReadyMarker);
+            Assert.Contains("tcg", File.ReadAllText(Path.Combine(g.RunDirectory!, "cmdline.json")));
+        }
+    }
+
+    [SkippableFact]
     public async Task AGuestWritingItsDiskShowsWriteIopsAndTheBaseStaysIdentical()
     {
         using var f = await GuestFixture.CreateAsync();

@@ -60,6 +60,12 @@ sealed class GuestFixture : IDisposable
         return await GuestLauncher.StartAsync(GuestLauncher.Plan(o, NullObserver.Instance), NullObserver.Instance);
     }
 
+    public async Task<KvmGuest> StartAsync(GuestLaunchPlan plan, IOperationObserver observer)
+    {
+        if (!_names.Contains(plan.Name)) _names.Add(plan.Name);
+        return await GuestLauncher.StartAsync(plan, observer);
+    }
+
     public static async Task WaitForSerialAsync(KvmGuest g, string marker, TimeSpan? timeout = null)
     {
         var sw = Stopwatch.StartNew();

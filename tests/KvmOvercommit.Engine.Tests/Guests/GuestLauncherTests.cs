@@ -88,6 +88,31 @@ public class GuestLaunchPlanTests
     }
 
     [Fact]
+    public void Auto_Choosing_Kvm_Plans_A_Tcg_Fallback_And_Explicit_Accelerators_Do_Not()
+    {
+        using var d = new TempDir();
+        File.WriteAllText(Path.Combine(d.Path, "kvm"), ""); // a /dev/kvm that can be opened: Auto picks KVM
+        var roots = new HostRoots(Dev: d.Path);
+        var kernel = Path.Combine(d.Path, "vmlinuz");
+        File.WriteAllText(kernel, "");
+        GuestLaunchPlan PlanWith(GuestAccelerator a) => GuestLauncher.Plan(new GuestStartOptions
+        {
+            Name = "fallback-plan", MemoryMB = 64, Accelerator = a, NoVnc = true, Network = GuestNetwork.None, Kernel = kernel,
+            RunDirectory = Path.Combine(d.Path, "run"),
+        }, NullObserver.Instance, roots);
+
+        var auto = PlanWith(GuestAccelerator.Auto);
+        Assert.Equal("kvm", auto.Accelerator);
+        Assert.Contains("host", auto.Arguments);
+        var tcg = Assert.IsType<string[]>(auto.TcgFallbackArguments);
+        Assert.Equal("tcg", tcg[Array.IndexOf(tcg, "-accel") + 1]);
+        Assert.DoesNotContain("-cpu", tcg);
+        Assert.Equal(auto.Arguments.Length - 2, tcg.Length);
+        Assert.Null(PlanWith(GuestAccelerator.Kvm).TcgFallbackArguments);
+        Assert.Null(PlanWith(GuestAccelerator.Tcg).TcgFallbackArguments);
+    }
+
+    [Fact]
     public void Mac_Is_Stable_And_Locally_Administered()
     {
         Assert.Equal(GuestLauncher.MacFor("web1"), GuestLauncher.MacFor("web1"));

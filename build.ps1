@@ -98,11 +98,20 @@ function Invoke-Test {
     else {
         Import-Module $pester
         $env:KVMOC_MODULE = Join-Path $PackageDir 'KvmOvercommit.psd1'
+        $env:KVMOC_CLI = $CliDll
         $config = New-PesterConfiguration
         $config.Run.Path = Join-Path $PSScriptRoot 'tests/acceptance'
         $config.Run.PassThru = $true
         $config.Output.Verbosity = 'Normal'
-        $result = Invoke-Pester -Configuration $config
+        # The acceptance tests change KSM and start guests: hold the host-test lock (flock) as the xunit host tests
+        # do; .NET takes FileShare.None as a non-blocking flock on Linux, so wait for it.
+        $lock = $null
+        while (-not $lock) {
+            try { $lock = [System.IO.File]::Open('/tmp/kvmoc-host-tests.lock', 'OpenOrCreate', 'ReadWrite', 'None') }
+            catch [System.IO.IOException] { Start-Sleep -Milliseconds 500 }
+        }
+        try { $result = Invoke-Pester -Configuration $config }
+        finally { $lock.Dispose() }
         $passed += $result.PassedCount; $failed += $result.FailedCount; $skipped += $result.SkippedCount + $result.NotRunCount
         if ($result.Result -ne 'Passed') { $ok = $false }
     }

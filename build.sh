@@ -83,7 +83,9 @@ pester() {
     echo "SKIPPED Pester acceptance tests: Pester 5 not found (Install-Module Pester -MinimumVersion 5.0)"
     return 0
   fi
-  KVMOC_MODULE="$root/out/KvmOvercommit/$(module_version)/KvmOvercommit.psd1" pwsh -NoProfile -NonInteractive -Command '
+  # The acceptance tests change KSM and start guests: hold the host-test lock as the xunit host tests do.
+  KVMOC_MODULE="$root/out/KvmOvercommit/$(module_version)/KvmOvercommit.psd1" KVMOC_CLI="$root/$cli_dll" \
+    flock /tmp/kvmoc-host-tests.lock pwsh -NoProfile -NonInteractive -Command '
     Import-Module Pester -MinimumVersion 5.0
     $c = New-PesterConfiguration
     $c.Run.Path = "tests/acceptance"

@@ -1,9 +1,15 @@
 #Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.0.0' }
 # Acceptance tests of the fleet cmdlets (Get-DnsmasqLease, ConvertTo-AnsibleInventory) on a host with pwsh.
-# The module is imported from $env:KVMOC_MODULE_PATH, else from the packaged folder out/KvmOvercommit.
+# The module is imported from $env:KVMOC_MODULE, else from the packaged folder out/KvmOvercommit/<version>.
 
 BeforeAll {
-    $modulePath = if ($env:KVMOC_MODULE_PATH) { $env:KVMOC_MODULE_PATH } else { Join-Path $PSScriptRoot '../../out/KvmOvercommit/KvmOvercommit.psd1' }
+    # build.ps1 / build.sh set $env:KVMOC_MODULE to the packaged manifest; else the package folder of this version.
+    $modulePath = $env:KVMOC_MODULE
+    if (-not $modulePath) {
+        $root = Split-Path -Parent (Split-Path -Parent $PSScriptRoot)
+        $version = (Import-PowerShellDataFile -LiteralPath (Join-Path $root 'module/KvmOvercommit.psd1')).ModuleVersion
+        $modulePath = Join-Path $root "out/KvmOvercommit/$version/KvmOvercommit.psd1"
+    }
     Import-Module $modulePath -Force -ErrorAction Stop
 
     $leaseText = @(

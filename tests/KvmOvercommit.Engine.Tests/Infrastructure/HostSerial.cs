@@ -21,7 +21,8 @@ public sealed class HostLock : IDisposable
 
     public HostLock()
     {
-        _fd = Native.open(LockPath, 0x40 /* O_CREAT */ | 0x2 /* O_RDWR */, 0x1B6);
+        // O_CLOEXEC: QEMU guests the tests start (they daemonize) must not inherit the lock and hold it after the run.
+        _fd = Native.open(LockPath, 0x40 /* O_CREAT */ | 0x2 /* O_RDWR */ | 0x80000 /* O_CLOEXEC */, 0x1B6);
         if (_fd < 0) throw new InvalidOperationException($"cannot open {LockPath}: errno {Marshal.GetLastPInvokeError()}");
         if (Native.flock(_fd, 2 /* LOCK_EX */) != 0) throw new InvalidOperationException($"flock failed: errno {Marshal.GetLastPInvokeError()}");
     }

@@ -8,12 +8,7 @@ BeforeDiscovery {
 }
 
 BeforeAll {
-    $ModulePath = $env:KVMOC_MODULE
-    if (-not $ModulePath) {
-        $root = Split-Path -Parent (Split-Path -Parent $PSScriptRoot)
-        $version = (Import-PowerShellDataFile -LiteralPath (Join-Path $root 'module/KvmOvercommit.psd1')).ModuleVersion
-        $ModulePath = Join-Path $root "out/KvmOvercommit/$version/KvmOvercommit.psd1"
-    }
+    $ModulePath = & (Join-Path $PSScriptRoot 'TestModulePath.ps1')
     Import-Module -Name $ModulePath -Force -ErrorAction Stop
     $Work = Join-Path ([System.IO.Path]::GetTempPath()) ('kvmoc-experiment-' + [guid]::NewGuid().ToString('N').Substring(0, 8))
 }

@@ -3,13 +3,7 @@
 # write /sys/kernel/mm/ksm need root and restore every setting in AfterAll / finally.
 
 BeforeAll {
-    # build.ps1 / build.sh set $env:KVMOC_MODULE to the packaged manifest; else the package folder of this version.
-    $modulePath = $env:KVMOC_MODULE
-    if (-not $modulePath) {
-        $root = Split-Path -Parent (Split-Path -Parent $PSScriptRoot)
-        $version = (Import-PowerShellDataFile -LiteralPath (Join-Path $root 'module/KvmOvercommit.psd1')).ModuleVersion
-        $modulePath = Join-Path $root "out/KvmOvercommit/$version/KvmOvercommit.psd1"
-    }
+    $modulePath = & (Join-Path $PSScriptRoot 'TestModulePath.ps1')
     Import-Module $modulePath -Force
     $script:HasKsm = Test-Path '/sys/kernel/mm/ksm/run'
     $script:IsRoot = (id -u) -eq '0'

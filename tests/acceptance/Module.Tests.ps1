@@ -3,22 +3,12 @@
 # build.ps1 / build.sh set $env:KVMOC_MODULE to the packaged manifest (out/KvmOvercommit/<version>/KvmOvercommit.psd1).
 
 BeforeDiscovery {
-    $script:ModulePath = $env:KVMOC_MODULE
-    if (-not $script:ModulePath) {
-        $root = Split-Path -Parent (Split-Path -Parent $PSScriptRoot)
-        $version = (Import-PowerShellDataFile -LiteralPath (Join-Path $root 'module/KvmOvercommit.psd1')).ModuleVersion
-        $script:ModulePath = Join-Path $root "out/KvmOvercommit/$version/KvmOvercommit.psd1"
-    }
+    $script:ModulePath = & (Join-Path $PSScriptRoot 'TestModulePath.ps1')
     $script:Exported = @((Import-PowerShellDataFile -LiteralPath $script:ModulePath).CmdletsToExport)
 }
 
 BeforeAll {
-    $ModulePath = $env:KVMOC_MODULE
-    if (-not $ModulePath) {
-        $root = Split-Path -Parent (Split-Path -Parent $PSScriptRoot)
-        $version = (Import-PowerShellDataFile -LiteralPath (Join-Path $root 'module/KvmOvercommit.psd1')).ModuleVersion
-        $ModulePath = Join-Path $root "out/KvmOvercommit/$version/KvmOvercommit.psd1"
-    }
+    $ModulePath = & (Join-Path $PSScriptRoot 'TestModulePath.ps1')
     $Manifest = Import-PowerShellDataFile -LiteralPath $ModulePath
     $Module = Import-Module -Name $ModulePath -Force -PassThru -ErrorAction Stop
 }

@@ -51,6 +51,24 @@ public class JsonRoundTripTests
     public static IEnumerable<object[]> OutputTypeNames() => MarkedTypes().Union(ApiDataTypes()).Select(t => new object[] { t.FullName! });
     public static IEnumerable<object[]> MarkedTypeNames() => MarkedTypes().Select(t => new object[] { t.FullName! });
 
+    /// <summary>
+    /// Every type a cmdlet declares in [OutputType] (read from the module's source, which this project does not
+    /// reference) is one of the types round-tripped here, so a new cmdlet's output cannot slip past the discovery.
+    /// </summary>
+    [Fact]
+    public void EveryCmdletOutputTypeIsRoundTripped()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "KvmOvercommit.sln"))) dir = dir.Parent;
+        Assert.True(dir is not null, "the repository root (KvmOvercommit.sln) above " + AppContext.BaseDirectory);
+        var declared = Directory.EnumerateFiles(Path.Combine(dir!.FullName, "src", "KvmOvercommit", "Commands"), "*.cs")
+            .SelectMany(f => System.Text.RegularExpressions.Regex.Matches(File.ReadAllText(f), @"OutputType\(typeof\((\w+)\)").Select(m => m.Groups[1].Value))
+            .Where(n => n != "string").ToHashSet(StringComparer.Ordinal);
+        Assert.True(declared.Count >= 15, $"found only {declared.Count} [OutputType] declarations");
+        var covered = OutputTypeNames().Select(o => ((string)o[0]).Split('.').Last()).ToHashSet(StringComparer.Ordinal);
+        Assert.Empty(declared.Where(n => !covered.Contains(n)));
+    }
+
     [Fact]
     public void DiscoveryFindsTheFleetOutputs()
     {

@@ -1,26 +1,37 @@
 using System.Collections;
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
-using System.Text.Json.Serialization;
+using KvmOvercommit.Engine;
 
 namespace KvmOvercommit.Cli;
 
 /// <summary>Human tables and machine JSON. JSON property names are exactly the .NET (PowerShell) property names.</summary>
 public static class CliOutput
 {
-    public static readonly JsonSerializerOptions JsonOptions = new()
+    // Output objects are the engine's types, and the engine assembly is a trimmer root of kvmoc's native build (see
+    // KvmOvercommit.Cli.csproj), so their public properties are all there to be read.
+    const string Rooted = "Output types are KvmOvercommit.Engine types; that assembly is a TrimmerRootAssembly.";
+
+    /// <summary>The engine's generated JSON metadata (no reflection: kvmoc is compiled ahead of time).</summary>
+    public static JsonSerializerOptions JsonOptions => OutputJson.Indented;
+
+    /// <summary>
+    /// A result as JSON, by its run-time type. A type without generated metadata (not listed in OutputJson) is a
+    /// bug in kvmoc, not the user's: it says so rather than printing half an object.
+    /// </summary>
+    public static string ToJson(object value, bool indented = true)
     {
-        WriteIndented = true,
-        Converters = { new JsonStringEnumConverter() },
-        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    };
-
-    static readonly JsonSerializerOptions JsonCompact = new(JsonOptions) { WriteIndented = false };
-
-    public static string ToJson(object value, bool indented = true) => JsonSerializer.Serialize(value, value.GetType(), indented ? JsonOptions : JsonCompact);
+        var options = indented ? OutputJson.Indented : OutputJson.Compact;
+        if (!options.TryGetTypeInfo(value.GetType(), out var info))
+            throw new InvalidOperationException($"kvmoc has no JSON metadata for {value.GetType().FullName}: add it to KvmOvercommit.Engine.OutputJson.");
+        return JsonSerializer.Serialize(value, info);
+    }
 
     /// <summary>A table of the named columns (all scalar properties when none are named).</summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2075:UnrecognizedReflectionPattern", Justification = Rooted)]
+    [UnconditionalSuppressMessage("Trimming", "IL2070:UnrecognizedReflectionPattern", Justification = Rooted)]
     public static void WriteTable(TextWriter w, IReadOnlyList<object> items, string[] columns, bool header = true)
     {
         if (items.Count == 0) return;
@@ -38,6 +49,8 @@ public static class CliOutput
     }
 
     /// <summary>One object as "Name : value" lines, like Format-List.</summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2075:UnrecognizedReflectionPattern", Justification = Rooted)]
+    [UnconditionalSuppressMessage("Trimming", "IL2070:UnrecognizedReflectionPattern", Justification = Rooted)]
     public static void WriteList(TextWriter w, object item)
     {
         var props = item.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0).ToArray();
@@ -46,6 +59,8 @@ public static class CliOutput
             w.WriteLine($"{p.Name.PadRight(width)} : {Format(p.GetValue(item))}");
     }
 
+    [UnconditionalSuppressMessage("Trimming", "IL2075:UnrecognizedReflectionPattern", Justification = Rooted)]
+    [UnconditionalSuppressMessage("Trimming", "IL2070:UnrecognizedReflectionPattern", Justification = Rooted)]
     static IEnumerable<PropertyInfo> ScalarProperties(Type t) => t.GetProperties(BindingFlags.Public | BindingFlags.Instance)
         .Where(p => p.GetIndexParameters().Length == 0 && IsScalar(p.PropertyType));
 

@@ -28,15 +28,14 @@ public sealed class GuestOpsCli : ICliCommandProvider, IGuestSubcommandProvider
     public IEnumerable<Command> Commands(CliContext ctx)
     {
         var guest = new Command("guest", "QEMU guests on this host: list, balloon and per-guest IOPS (and start/stop).");
-        var providers = typeof(GuestOpsCli).Assembly.GetTypes()
-            .Where(t => typeof(IGuestSubcommandProvider).IsAssignableFrom(t) && !t.IsAbstract && !t.IsInterface)
-            .OrderBy(t => t.Name, StringComparer.Ordinal)
-            .Select(t => t == typeof(GuestOpsCli) ? this : (IGuestSubcommandProvider)Activator.CreateInstance(t)!);
-        foreach (var p in providers)
+        foreach (var p in GuestSubcommandProviders())
             foreach (var sub in p.GuestSubcommands(ctx))
                 guest.Subcommands.Add(sub);
         yield return guest;
     }
+
+    /// <summary>Everything under `kvmoc guest`, by class name (a list, not reflection: see Program.Providers).</summary>
+    internal IGuestSubcommandProvider[] GuestSubcommandProviders() => new IGuestSubcommandProvider[] { this, new GuestsCli() };
 
     public IEnumerable<Command> GuestSubcommands(CliContext ctx)
     {

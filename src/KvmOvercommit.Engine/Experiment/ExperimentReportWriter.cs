@@ -12,8 +12,8 @@ public static class ExperimentReportWriter
     /// <summary>File names inside the report folder.</summary>
     public const string JsonFile = "experiment.json", CsvFile = "samples.csv", SvgFile = "saved-memory.svg";
 
-    /// <summary>The JSON options of the report (enums as names, like kvmoc --json).</summary>
-    public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Converters = { new JsonStringEnumConverter() } };
+    /// <summary>The JSON options of the report: kvmoc --json's own (enums as names, generated metadata).</summary>
+    public static JsonSerializerOptions JsonOptions => OutputJson.Indented;
 
     /// <summary>Writes the three files into <paramref name="folder"/> (created when missing) and returns their paths.</summary>
     public static string[] Write(ExperimentResult result, string folder)
@@ -25,7 +25,7 @@ public static class ExperimentReportWriter
             File.WriteAllText(files[0], Csv(result.Profiles.SelectMany(p => p.Samples), result.Guests));
             File.WriteAllText(files[1], Svg(result));
             result.ReportFiles = files;
-            File.WriteAllText(files[2], JsonSerializer.Serialize(result, JsonOptions));
+            File.WriteAllText(files[2], JsonSerializer.Serialize(result, OutputJson.Default.ExperimentResult));
             return files;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

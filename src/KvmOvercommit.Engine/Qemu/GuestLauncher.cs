@@ -288,7 +288,7 @@ public static class GuestLauncher
             var parent = Path.GetDirectoryName(plan.RunDirectory)!;
             Directory.CreateDirectory(parent);
             Directory.CreateDirectory(plan.RunDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute);
-            File.WriteAllText(Path.Combine(plan.RunDirectory, CommandLineFile), JsonSerializer.Serialize(new[] { plan.Executable }.Concat(plan.Arguments).ToArray()));
+            File.WriteAllText(Path.Combine(plan.RunDirectory, CommandLineFile), JsonSerializer.Serialize(new[] { plan.Executable }.Concat(plan.Arguments).ToArray(), OutputJson.Default.StringArray));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

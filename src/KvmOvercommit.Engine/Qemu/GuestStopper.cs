@@ -175,5 +175,5 @@ public static class GuestStopper
         return true;
     }
 
-    static KvmGuest Clone(KvmGuest g) => System.Text.Json.JsonSerializer.Deserialize<KvmGuest>(System.Text.Json.JsonSerializer.Serialize(g))!;
+    static KvmGuest Clone(KvmGuest g) => System.Text.Json.JsonSerializer.Deserialize(System.Text.Json.JsonSerializer.Serialize(g, OutputJson.Default.KvmGuest), OutputJson.Default.KvmGuest)!;
 }

@@ -120,7 +120,7 @@ public sealed class KvmGuestInventory
     /// Connects, executes one command and disconnects, all within <paramref name="timeout"/>: a socket that is
     /// refused, busy with another client or silent fails with Timeout/ConnectionError instead of hanging.
     /// </summary>
-    public static async Task<JsonElement> ExecuteOnceAsync(string socket, string command, object? arguments, TimeSpan timeout, CancellationToken ct)
+    public static async Task<JsonElement> ExecuteOnceAsync(string socket, string command, System.Text.Json.Nodes.JsonObject? arguments, TimeSpan timeout, CancellationToken ct)
     {
         await using var qmp = await ConnectAsync(socket, timeout, ct).ConfigureAwait(false);
         qmp.CommandTimeout = timeout;

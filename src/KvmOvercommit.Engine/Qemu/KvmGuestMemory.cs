@@ -91,7 +91,7 @@ public static class KvmGuestBalloon
         observer.Verbose($"QMP {socket}: {{\"execute\":\"balloon\",\"arguments\":{{\"value\":{bytes}}}}}");
         try
         {
-            await qmp.ExecuteAsync("balloon", new { value = bytes }, ct).ConfigureAwait(false);
+            await qmp.ExecuteAsync("balloon", new System.Text.Json.Nodes.JsonObject { ["value"] = bytes }, ct).ConfigureAwait(false);
         }
         catch (KvmOcException e) when (e.ErrorId.StartsWith("Qmp", StringComparison.Ordinal) && e.Kind != ErrorKind.Timeout && e.Kind != ErrorKind.ConnectionError)
         {

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace KvmOvercommit.Engine.Qemu;
 
@@ -115,12 +116,28 @@ public sealed class QmpClient : IAsyncDisposable, IDisposable
         }
     }
 
+    /// <summary>One QMP command as UTF-8 JSON: {"execute":…,"id":…,"arguments":{…}}.</summary>
+    internal static byte[] Message(string command, string id, JsonObject? arguments)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(128);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("execute", command);
+            w.WriteString("id", id);
+            if (arguments is not null) { w.WritePropertyName("arguments"); arguments.WriteTo(w); }
+            w.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
     /// <summary>
-    /// Executes a QMP command and returns its "return" value. <paramref name="arguments"/> is serialized with
-    /// System.Text.Json (an anonymous object, a dictionary or a JsonElement). A QMP error becomes a KvmOcException
+    /// Executes a QMP command and returns its "return" value. <paramref name="arguments"/> is the command's
+    /// "arguments" object (e.g. <c>new JsonObject { ["value"] = bytes }</c>), written as it is: no reflection, so kvmoc
+    /// compiled ahead of time sends the same bytes. A QMP error becomes a KvmOcException
     /// whose ErrorId is "Qmp" + the error class (e.g. QmpCommandNotFound) and whose message is QEMU's description.
     /// </summary>
-    public async Task<JsonElement> ExecuteAsync(string command, object? arguments = null, CancellationToken cancellationToken = default)
+    public async Task<JsonElement> ExecuteAsync(string command, JsonObject? arguments = null, CancellationToken cancellationToken = default)
     {
         var id = "kvmoc-" + Interlocked.Increment(ref _nextId).ToString(System.Globalization.CultureInfo.InvariantCulture);
         var tcs = new TaskCompletionSource<JsonElement>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -131,9 +148,7 @@ public sealed class QmpClient : IAsyncDisposable, IDisposable
         }
         try
         {
-            var message = new Dictionary<string, object?> { ["execute"] = command, ["id"] = id };
-            if (arguments is not null) message["arguments"] = arguments;
-            var bytes = JsonSerializer.SerializeToUtf8Bytes(message);
+            var bytes = Message(command, id, arguments);
             await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {

@@ -54,7 +54,7 @@ public class QmpClientTests
         var e = await Assert.ThrowsAsync<KvmOcException>(() => c.ExecuteAsync("no-such-command"));
         Assert.Equal("QmpCommandNotFound", e.ErrorId);
         Assert.Contains("no-such-command", e.Message);
-        var e2 = await Assert.ThrowsAsync<KvmOcException>(() => c.ExecuteAsync("query-command-line-options", new { option = "no-such-option" }));
+        var e2 = await Assert.ThrowsAsync<KvmOcException>(() => c.ExecuteAsync("query-command-line-options", new System.Text.Json.Nodes.JsonObject { ["option"] = "no-such-option" }));
         Assert.StartsWith("Qmp", e2.ErrorId);
         Assert.Contains("no-such-option", e2.Message);
         // the connection stays usable after errors
@@ -66,7 +66,7 @@ public class QmpClientTests
     {
         using var q = new BareQemu();
         await using var c = await QmpClient.ConnectAsync(q.Socket, TimeSpan.FromSeconds(10));
-        var r = await c.ExecuteAsync("query-command-line-options", new Dictionary<string, object> { ["option"] = "machine" });
+        var r = await c.ExecuteAsync("query-command-line-options", new System.Text.Json.Nodes.JsonObject { ["option"] = "machine" });
         Assert.Equal("machine", r[0].GetProperty("option").GetString());
     }
 

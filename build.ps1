@@ -6,6 +6,8 @@
     Test       builds, packages, runs the parse gate, every xunit test project, then the Pester acceptance tests
                (tests/acceptance/*.Tests.ps1) against the packaged module; ends with "Total: N passed, N failed, N skipped".
     Package    makes an importable module folder: out/KvmOvercommit/<version>/.
+    Publish    compiles kvmoc ahead of time (Native AOT): out/kvmoc/kvmoc, one native executable; Test builds it and
+               tests it against the JIT build.
     Experiment runs `kvmoc experiment` with the remaining arguments (none: 4 tiny guests, profiles Default, Aggressive,
                Adaptive, 60 s each, the report in out/experiment/<UTC time>/).
 .EXAMPLE
@@ -15,7 +17,7 @@
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Package', 'Experiment')]
+    [ValidateSet('Build', 'Test', 'Package', 'Publish', 'Experiment')]
     [string] $Task = 'Build',
 
     [ValidateSet('Debug', 'Release')]
@@ -36,6 +38,7 @@ $CliDll = Join-Path $PSScriptRoot "src/KvmOvercommit.Cli/bin/$Configuration/net1
 $HelpGenDll = Join-Path $PSScriptRoot "tools/KvmOvercommit.HelpGen/bin/$Configuration/net10.0/KvmOvercommit.HelpGen.dll"
 $Manifest = Import-PowerShellDataFile -LiteralPath (Join-Path $PSScriptRoot 'module/KvmOvercommit.psd1')
 $PackageDir = Join-Path $PSScriptRoot "out/KvmOvercommit/$($Manifest.ModuleVersion)"
+$NativeDir = Join-Path $PSScriptRoot 'out/kvmoc'
 
 function Invoke-Native {
     param([Parameter(Mandatory)] [string] $FilePath, [string[]] $ArgumentList = @())
@@ -65,6 +68,20 @@ function Invoke-Package {
     Write-Host "package: $PackageDir"
 }
 
+function Invoke-Publish {
+    $rid = switch ([System.Runtime.InteropServices.RuntimeInformation]::OSArchitecture) {
+        'X64' { 'linux-x64' }
+        'Arm64' { 'linux-arm64' }
+        default { throw "publish: no Native AOT runtime for $_" }
+    }
+    if (Test-Path -LiteralPath $NativeDir) { Remove-Item -LiteralPath $NativeDir -Recurse -Force }
+    Invoke-Native dotnet @('publish', 'src/KvmOvercommit.Cli', '-c', $Configuration, '-r', $rid, '-nologo', '-v', 'quiet', '-o', $NativeDir,
+        '-p:DebugType=none', '-p:GenerateDocumentationFile=false')
+    Remove-Item -LiteralPath (Join-Path $NativeDir 'kvmoc.dbg') -ErrorAction SilentlyContinue
+    if (-not (Test-Path -LiteralPath (Join-Path $NativeDir 'kvmoc'))) { throw "publish: $NativeDir/kvmoc was not produced" }
+    Write-Host "publish: $NativeDir/kvmoc (native)"
+}
+
 function Invoke-Gate {
     $psparse = Join-Path $PSScriptRoot 'tools/psparse'
     if (-not (Test-Path -LiteralPath (Join-Path $psparse 'node_modules/web-tree-sitter'))) {
@@ -78,7 +95,9 @@ function Invoke-Gate {
 function Invoke-Test {
     Invoke-Build
     Invoke-Package
+    Invoke-Publish
     Invoke-Gate
+    $env:KVMOC_NATIVE = Join-Path $NativeDir 'kvmoc'
     $passed = 0; $failed = 0; $skipped = 0; $ok = $true
     $output = & dotnet test KvmOvercommit.sln -c $Configuration --no-build -nologo 2>&1 | ForEach-Object {
         Write-Host $_
@@ -136,6 +155,7 @@ function Invoke-Experiment {
 switch ($Task) {
     'Build' { Invoke-Build }
     'Test' { Invoke-Test }
+    'Publish' { Invoke-Publish }
     'Package' {
         Invoke-Build
         Invoke-Package

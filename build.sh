@@ -4,6 +4,8 @@
 #   ./build.sh test                  build, package, parse gate, every test project, Pester acceptance tests (where pwsh
 #                                    and Pester 5 exist); ends with "Total: N passed, N failed, N skipped"
 #   ./build.sh package               an importable module folder: out/KvmOvercommit/<version>/
+#   ./build.sh publish               kvmoc compiled ahead of time (Native AOT): out/kvmoc/kvmoc, one native executable
+#                                    (+ systemd/kvmoc-autotune.service); `test` builds it and tests it against the JIT one
 #   ./build.sh gate                  the PowerShell parse gate alone (tree-sitter + well-formed .ps1xml)
 #   ./build.sh experiment [args…]    the main job: `kvmoc experiment` (default: 4 tiny guests, 3 KSM profiles, ~4 min)
 # CONFIGURATION=Debug|Release (default Release).
@@ -16,6 +18,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 module_bin="src/KvmOvercommit/bin/$config/net8.0"
 cli_dll="src/KvmOvercommit.Cli/bin/$config/net10.0/kvmoc.dll"
+native_dir="out/kvmoc"
 helpgen_dll="tools/KvmOvercommit.HelpGen/bin/$config/net10.0/KvmOvercommit.HelpGen.dll"
 
 build() { dotnet build KvmOvercommit.sln -c "$config" -nologo -v quiet "$@"; }
@@ -47,6 +50,17 @@ package() {
   dotnet "$helpgen_dll" "$module_bin/KvmOvercommit.dll" "$dest/en-US/KvmOvercommit.dll-Help.xml"
   check_package "$dest"
   echo "package: $root/$dest"
+}
+
+# kvmoc as one native executable (Native AOT: the ILCompiler package from NuGet, the system's gcc or clang to link).
+publish() {
+  local rid
+  case "$(uname -m)" in x86_64) rid=linux-x64 ;; aarch64) rid=linux-arm64 ;; *) echo "publish: no Native AOT runtime for $(uname -m)" >&2; return 1 ;; esac
+  rm -rf "$native_dir"
+  dotnet publish src/KvmOvercommit.Cli -c "$config" -r "$rid" -nologo -v quiet -o "$native_dir" -p:DebugType=none -p:GenerateDocumentationFile=false
+  rm -f "$native_dir/kvmoc.dbg"   # 17 MB of native debug symbols; `dotnet publish` without this script keeps them
+  [ -x "$native_dir/kvmoc" ] || { echo "publish: $native_dir/kvmoc was not produced" >&2; return 1; }
+  echo "publish: $root/$native_dir/kvmoc ($(du -h "$native_dir/kvmoc" | cut -f1), native)"
 }
 
 # Everything the manifest names, plus the engine and the help, must be in the package folder.
@@ -102,9 +116,10 @@ test_all() {
   trap 'rm -f "$log"' RETURN
   build
   package
+  publish
   gate
   projects=$(grep -cE '^Project\(.*tests[\\/][^"]*Tests\.csproj"' KvmOvercommit.sln || true)
-  dotnet test KvmOvercommit.sln -c "$config" --no-build -nologo 2>&1 | tee "$log" || rc=1
+  KVMOC_NATIVE="$root/$native_dir/kvmoc" dotnet test KvmOvercommit.sln -c "$config" --no-build -nologo 2>&1 | tee "$log" || rc=1
   # VSTest prints one line per test project: "Passed!  - Failed: 0, Passed: 12, Skipped: 1, Total: 13, …".
   while read -r f p s; do
     failed=$((failed + f)); passed=$((passed + p)); skipped=$((skipped + s)); reported=$((reported + 1))
@@ -138,7 +153,8 @@ case "$task" in
   build) build ;;
   test) test_all ;;
   package) build && package ;;
+  publish) publish ;;
   gate) gate ;;
   experiment) experiment "$@" ;;
-  *) echo "unknown task '$task' (build, test, package, gate, experiment)" >&2; exit 2 ;;
+  *) echo "unknown task '$task' (build, test, package, publish, gate, experiment)" >&2; exit 2 ;;
 esac

@@ -1,3 +1,4 @@
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using KvmOvercommit.Engine.Experiment;
@@ -15,7 +16,8 @@ namespace KvmOvercommit.Engine;
 /// The JSON of every output type, generated at compile time (System.Text.Json source generation), so that kvmoc can be
 /// compiled ahead of time (Native AOT, no reflection-based serializer) and the module, kvmoc and the experiment report
 /// write the same JSON: property names exactly the .NET (PowerShell) names, enums as their names, NaN/Infinity as
-/// the literals. A type kvmoc prints must be listed here: JsonRoundTripTests round-trips every output type through
+/// the literals, and text as UTF-8 (a path like "win7-ü.qcow2" stays readable, as in ConvertTo-Json; quotes, backslashes
+/// and control characters are still escaped). A type kvmoc prints must be listed here: JsonRoundTripTests round-trips every output type through
 /// these options, so a missing one fails there ("JsonTypeInfo metadata … was not provided").
 /// </summary>
 [JsonSourceGenerationOptions(
@@ -73,11 +75,12 @@ namespace KvmOvercommit.Engine;
 public sealed partial class OutputJson : JsonSerializerContext
 {
     /// <summary>Indented options over the generated metadata (what kvmoc --json and the experiment report use).</summary>
-    public static JsonSerializerOptions Indented => Default.Options;
+    public static JsonSerializerOptions Indented => s_indented ??= new JsonSerializerOptions(Default.Options) { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>The same on one line (kvmoc's streamed --json rows).</summary>
-    public static JsonSerializerOptions Compact => s_compact ??= new JsonSerializerOptions(Default.Options) { WriteIndented = false };
+    public static JsonSerializerOptions Compact => s_compact ??= new JsonSerializerOptions(Indented) { WriteIndented = false };
 
-    // Not a static initializer: the generated Default lives in another part of this class, whose initializers may run later.
-    static JsonSerializerOptions? s_compact;
+    // Not static initializers: the generated Default lives in another part of this class, whose initializers may run later.
+    // ("Unsafe" only for JSON pasted into HTML or script, which this never is.)
+    static JsonSerializerOptions? s_indented, s_compact;
 }

@@ -25,7 +25,7 @@ public static class ExperimentReportWriter
             File.WriteAllText(files[0], Csv(result.Profiles.SelectMany(p => p.Samples), result.Guests));
             File.WriteAllText(files[1], Svg(result));
             result.ReportFiles = files;
-            File.WriteAllText(files[2], JsonSerializer.Serialize(result, OutputJson.Default.ExperimentResult));
+            File.WriteAllText(files[2], JsonSerializer.Serialize(result, OutputJson.Indented.GetTypeInfo(typeof(ExperimentResult))));
             return files;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

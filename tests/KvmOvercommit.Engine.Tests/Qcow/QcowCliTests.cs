@@ -28,6 +28,7 @@ public class QcowCliTests
         var made = JsonDocument.Parse(output).RootElement;
         Assert.Equal(30, made.GetArrayLength());
         Assert.Equal(names, made.EnumerateArray().Select(m => m.GetProperty("Path").GetString()));
+        Assert.Contains(", ü.qcow2\"", output); // UTF-8 as it is, not \u00FC (ConvertTo-Json does the same)
         Assert.All(made.EnumerateArray(), m =>
         {
             Assert.Equal("raw", m.GetProperty("BackingFormat").GetString());

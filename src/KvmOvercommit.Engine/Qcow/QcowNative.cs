@@ -29,6 +29,7 @@ internal static class QcowNative
     [DllImport("libc", SetLastError = true, EntryPoint = "open")] static extern int open_(string path, int flags);
     [DllImport("libc", SetLastError = true)] static extern int close(int fd);
     [DllImport("libc", SetLastError = true, EntryPoint = "stat")] static extern unsafe int stat_(string path, byte* buf);
+    [DllImport("libc", SetLastError = true)] static extern int chown(string path, uint owner, uint group);
 
     /// <summary>
     /// True when another open file description holds a lock on QEMU's lock bytes (100 and up): a running QEMU, qemu-img
@@ -87,5 +88,28 @@ internal static class QcowNative
         if (stat_(path, buf) != 0) return null;
         // x86_64 and aarch64 struct stat: st_dev at 0, st_ino at 8, st_blocks at 64.
         return (*(long*)(buf + 64) * 512, *(ulong*)buf, *(ulong*)(buf + 8));
+    }
+
+    /// <summary>Owner and group of a file; null when stat fails.</summary>
+    public static unsafe (uint Uid, uint Gid)? Owner(string path)
+    {
+        byte* buf = stackalloc byte[256];
+        if (stat_(path, buf) != 0) return null;
+        // x86_64: st_nlink is 8 bytes before st_mode, so st_uid is at 28; aarch64 (the generic layout): st_uid at 24.
+        int at = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 28 : 24;
+        return (*(uint*)(buf + at), *(uint*)(buf + at + 4));
+    }
+
+    /// <summary>
+    /// Gives <paramref name="to"/> the owner, group and permission bits of <paramref name="from"/> (a file -Force
+    /// replaces keeps who may open it: libvirt's qemu user, a group-readable mode). Owner first, since chown clears
+    /// set-id bits. A non-root caller cannot give a file away (EPERM): it stays the caller's, as `cp` leaves it.
+    /// </summary>
+    public static void CopyOwnerAndMode(string from, string to)
+    {
+        if (Owner(from) is not { } o) return;
+        if (chown(to, o.Uid, o.Gid) != 0 && Marshal.GetLastPInvokeError() is var errno && errno != 1 /* EPERM */)
+            throw new System.ComponentModel.Win32Exception(errno);
+        File.SetUnixFileMode(to, File.GetUnixFileMode(from));
     }
 }

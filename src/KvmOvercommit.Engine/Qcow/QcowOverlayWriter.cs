@@ -376,6 +376,7 @@ public static class QcowOverlayWriter
         {
             foreach (var (offset, data) in writes) RandomAccess.Write(h, data, offset);
             RandomAccess.SetLength(h, length);
+            if (plan.ReplacesExisting) QcowNative.CopyOwnerAndMode(plan.Path, tmp);
             if (alone) QcowNative.Fsync(h);
             else QcowNative.StartWriteback(h);
             return h;

@@ -62,6 +62,24 @@ public class QcowOverlaySafetyTests
         Assert.Empty(TempFiles(dir));
     }
 
+    [SkippableFact]
+    public void ForceKeepsTheReplacedFilesOwnerGroupAndMode()
+    {
+        Prereq.RequireRoot(); // only root can hand a file to another owner
+        using var dir = new TempDir("kvmoc-qcow");
+        var basePath = NewBase(dir);
+        var target = dir.Write("guest.qcow2", "old");
+        Assert.Equal(0, QemuImg.Exec("chown", "64055:997", target).Code); // Debian's libvirt-qemu:kvm ids, whether or not they exist here
+        File.SetUnixFileMode(target, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+        QcowOverlayWriter.Apply(QcowOverlayWriter.Plan(target, QcowOverlayWriter.OpenBacking(basePath, null), new QcowOverlayOptions { Force = true }));
+        Assert.Equal("qcow2", QcowReader.Read(target).Format);
+        Assert.Equal(((uint)64055, (uint)997), QcowNative.Owner(target));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, File.GetUnixFileMode(target));
+        // a new overlay is the caller's, with the umask's mode
+        var fresh = Create(dir.File("fresh.qcow2"), basePath);
+        Assert.Equal(((uint)0, (uint)0), QcowNative.Owner(fresh.Path));
+    }
+
     [Fact]
     public void ARaceForTheNameIsLostSafely()
     {

@@ -6,7 +6,9 @@ set -euo pipefail
 n="${1:-300}"; runs="${2:-10}"
 here="$(cd "$(dirname "$0")" && pwd)"
 kvmoc="${KVMOC:-$here/../../../src/KvmOvercommit.Cli/bin/Release/net10.0/kvmoc}"
+native="${KVMOC_NATIVE:-$here/../../../out/kvmoc/kvmoc}"
 [ -x "$kvmoc" ] || { echo "build kvmoc first: dotnet build src/KvmOvercommit.Cli -c Release" >&2; exit 2; }
+[ -x "$native" ] || { echo "publish the native kvmoc first: ./build.sh publish" >&2; exit 2; }
 pids=()
 cleanup() { [ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -20,5 +22,7 @@ stats() { sort -n | awk '{a[NR]=$1; s+=$1} END {printf "mean %.1f ms, median %.1
 echo "ps ax | grep kvm | wc -l  -> $(ps ax | grep kvm | wc -l) lines"
 echo "kvmoc guest list          -> $("$kvmoc" guest list --json | grep -c '"Id":') guests"
 echo -n "ps ax | grep kvm | wc -l: "; for r in $(seq "$runs"); do ms bash -c 'ps ax | grep kvm | wc -l'; done | stats
-echo -n "kvmoc guest list:         "; for r in $(seq "$runs"); do ms "$kvmoc" guest list; done | stats
-echo -n "kvmoc guest list --json:  "; for r in $(seq "$runs"); do ms "$kvmoc" guest list --json; done | stats
+echo -n "kvmoc guest list (JIT):            "; for r in $(seq "$runs"); do ms "$kvmoc" guest list; done | stats
+echo -n "kvmoc guest list --json (JIT):     "; for r in $(seq "$runs"); do ms "$kvmoc" guest list --json; done | stats
+echo -n "kvmoc guest list (native):         "; for r in $(seq "$runs"); do ms "$native" guest list; done | stats
+echo -n "kvmoc guest list --json (native):  "; for r in $(seq "$runs"); do ms "$native" guest list --json; done | stats

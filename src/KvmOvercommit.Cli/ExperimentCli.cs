@@ -61,7 +61,8 @@ public sealed class ExperimentCli : ICliCommandProvider
             var plan = OvercommitExperiment.Plan(options, run);
             if (parse.GetValue(whatIf))
             {
-                foreach (var step in plan.Steps) run.Out.WriteLine("What if: " + step);
+                if (run.Json) run.WriteResults(new[] { plan }); // the ExperimentPlan: steps, names, overlays, options
+                else foreach (var step in plan.Steps) run.Out.WriteLine("What if: " + step);
                 return;
             }
             // Ctrl+C and SIGTERM end the run through the token, so the cleanup in the engine's finally completes.

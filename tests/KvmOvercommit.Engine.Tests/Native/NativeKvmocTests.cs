@@ -164,6 +164,8 @@ public class NativeKvmocTests
         Same("leases", "--path", Fixture.PathOf("fleet/dnsmasq.leases"), "--path", Fixture.PathOf("fleet/virbr0.status"), "--json");
         Same("leases", "--path", Fixture.PathOf("fleet/dnsmasq.leases"));
         Same("inventory", "--path", Fixture.PathOf("fleet/dnsmasq.leases"));
+        var plan = SameShape("experiment", "--what-if", "--json", "--guest-count", "2", "--duration", "10");
+        Assert.Equal(2, plan.GetProperty("Overlays").GetArrayLength());
     }
 
     /// <summary>A real guest through the native executable: QEMU started, QMP spoken (balloon, powerdown), stopped.</summary>
@@ -193,6 +195,46 @@ public class NativeKvmocTests
         Assert.Equal("stopped", JsonDocument.Parse(stop.Out).RootElement.GetProperty("State").GetString());
         Assert.Empty(f.Running());
     }
+
+    /// <summary>
+    /// The main job through the native executable: two tiny guests on overlays of a base, the aggressive profile and
+    /// the adaptive tuner on the real KSM, the report (JSON from generated metadata, CSV, SVG), and the cleanup.
+    /// </summary>
+    [SkippableFact]
+    public async Task RunsTheExperimentAndLeavesTheHostAsItWas()
+    {
+        NativePath();
+        Prereq.RequireRoot();
+        Prereq.RequireKsm();
+        using var f = await GuestFixture.CreateAsync();
+        using var guard = new KvmOvercommit.Engine.Ksm.KsmSettingsGuard();
+        var before = KvmOvercommit.Engine.Ksm.KsmTuning.FromStat(KvmOvercommit.Engine.Ksm.KsmStatReader.Read());
+        var baseImage = f.CreateDisk(f.Dir.File("base.qcow2"), size: "8M");
+        var baseHash = QcowTestHash(baseImage);
+        var work = f.Dir.File("work");
+        var report = f.Dir.File("report");
+        var run = RunNative("experiment", "--base-image", baseImage, "--tiny-guest", "--guest-count", "2", "--memory-mb", "128", "--fill-mib", "32",
+            "--ksm-profile", "Aggressive,Adaptive", "--duration", "8", "--interval-seconds", "1", "--accelerator", "Tcg",
+            "--work-directory", work, "--run-directory", f.RunRoot, "--report-path", report, "--json");
+        Assert.True(run.Code == 0, run.Err);
+        var result = JsonSerializer.Deserialize(run.Out, OutputJson.Default.ExperimentResult)!;
+        Assert.Equal(new[] { KvmOvercommit.Engine.Experiment.ExperimentProfile.Aggressive, KvmOvercommit.Engine.Experiment.ExperimentProfile.Adaptive }, result.Profiles.Select(p => p.Profile));
+        Assert.All(result.Profiles, p => Assert.True(p.SavedBytes > 16L * 1024 * 1024, $"{p.Profile}: saved {p.SavedMiB} MiB"));
+        Assert.NotNull(result.Profiles[1].TunerDecisions);
+        Assert.Empty(result.CleanupProblems);
+        var fromFile = JsonSerializer.Deserialize(File.ReadAllText(Path.Combine(report, KvmOvercommit.Engine.Experiment.ExperimentReportWriter.JsonFile)), OutputJson.Default.ExperimentResult)!;
+        Assert.Equal(result.Profiles.Select(p => p.SavedBytes), fromFile.Profiles.Select(p => p.SavedBytes));
+        Assert.True(File.Exists(Path.Combine(report, KvmOvercommit.Engine.Experiment.ExperimentReportWriter.CsvFile)));
+        Assert.True(File.Exists(Path.Combine(report, KvmOvercommit.Engine.Experiment.ExperimentReportWriter.SvgFile)));
+
+        Assert.Empty(f.Running());
+        Assert.Empty(new Qemu.QemuProcessScanner().Scan().Where(g => g.Disks.Any(d => d.StartsWith(work, StringComparison.Ordinal))));
+        Assert.False(Directory.Exists(work), "the work directory is left");
+        Assert.Equal(baseHash, QcowTestHash(baseImage));
+        Assert.Empty(KvmOvercommit.Engine.Ksm.KsmTuning.FromStat(KvmOvercommit.Engine.Ksm.KsmStatReader.Read()).Differences(before));
+    }
+
+    static string QcowTestHash(string path) => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path)));
 
     static void Run(string exe, params string[] args)
     {

@@ -162,11 +162,11 @@ public sealed class KvmGuestIopsSampler
             if (live.Count == 0) return;
 
             await SampleAllAsync(live, error, ct).ConfigureAwait(false);
-            var clock = Stopwatch.StartNew();
+            long start = Stopwatch.GetTimestamp();
             for (int n = 1; count is null || n <= count; n++)
             {
-                var next = interval * n - clock.Elapsed;
-                if (next > TimeSpan.Zero) await Task.Delay(next, ct).ConfigureAwait(false);
+                // On the grid from the first reading, skipping missed points: no interval shorter than half the one asked for.
+                await Task.Delay(Io.Schedule.NextDue(start, interval), ct).ConfigureAwait(false);
                 var previous = live.ToDictionary(s => s, s => (s.Counters, s.SampledAt, s.SampledTicks));
                 await SampleAllAsync(live, error, ct).ConfigureAwait(false);
                 foreach (var s in live)

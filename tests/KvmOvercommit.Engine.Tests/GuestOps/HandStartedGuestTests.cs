@@ -128,7 +128,7 @@ public class HandStartedGuestTests
             Assert.Equal("iops", r.Name);
             Assert.Equal(q.Pid, r.Id);
             Assert.Equal("vd0", r.Drive);
-            Assert.InRange(r.IntervalSeconds, 0.25, 2.0);
+            Assert.InRange(r.IntervalSeconds, 0.15, 2.0); // never under half the 0.3 s asked for (Io.Schedule), also on a loaded host
             Assert.Equal(0, r.WriteOpsPerSec);
         });
     }

@@ -2,7 +2,12 @@
 # Pester 5 acceptance tests of Invoke-KsmAutoTune. Run by build.ps1 where pwsh and Pester exist; the tests that
 # write /sys/kernel/mm/ksm need root and restore every setting in AfterAll.
 
+BeforeDiscovery {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
+}
+
 BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
     $modulePath = & (Join-Path $PSScriptRoot 'TestModulePath.ps1')
     Import-Module $modulePath -Force
     $script:HasKsm = Test-Path '/sys/kernel/mm/ksm/run'
@@ -22,14 +27,14 @@ Describe 'Invoke-KsmAutoTune' {
         $cmd.OutputType.Type.FullName | Should -Contain 'KvmOvercommit.Engine.Ksm.AutoTune.KsmAutoTuneResult'
     }
 
-    It 'writes nothing with -WhatIf' -Skip:(-not (Test-Path '/sys/kernel/mm/ksm/run')) {
+    It 'writes nothing with -WhatIf' -Skip:(Test-SkipUnless (Test-Path '/sys/kernel/mm/ksm/run')) {
         $before = Get-Content '/sys/kernel/mm/ksm/pages_to_scan', '/sys/kernel/mm/ksm/sleep_millisecs', '/sys/kernel/mm/ksm/run'
         $out = Invoke-KsmAutoTune -Duration 5 -WhatIf
         $out | Should -BeNullOrEmpty
         Get-Content '/sys/kernel/mm/ksm/pages_to_scan', '/sys/kernel/mm/ksm/sleep_millisecs', '/sys/kernel/mm/ksm/run' | Should -Be $before
     }
 
-    It 'takes seconds as a number, logs its decisions and leaves a low rate' -Skip:(-not ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0') -and ((Get-Content '/sys/kernel/mm/ksm/advisor_mode' -ErrorAction Ignore) -notmatch '\[scan-time\]'))) {
+    It 'takes seconds as a number, logs its decisions and leaves a low rate' -Skip:(Test-SkipUnless ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0') -and ((Get-Content '/sys/kernel/mm/ksm/advisor_mode' -ErrorAction Ignore) -notmatch '\[scan-time\]'))) {
         $verbose = @()
         $r = Invoke-KsmAutoTune -Duration 3 -Verbose 4>&1 | ForEach-Object {
             if ($_ -is [System.Management.Automation.VerboseRecord]) { $verbose += $_.Message } else { $_ }
@@ -43,7 +48,7 @@ Describe 'Invoke-KsmAutoTune' {
         ($now.PagesToScan * 20) | Should -BeLessOrEqual (100 * $now.SleepMilliseconds)
     }
 
-    It 'takes a TimeSpan and its result has a table view' -Skip:(-not ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0') -and ((Get-Content '/sys/kernel/mm/ksm/advisor_mode' -ErrorAction Ignore) -notmatch '\[scan-time\]'))) {
+    It 'takes a TimeSpan and its result has a table view' -Skip:(Test-SkipUnless ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0') -and ((Get-Content '/sys/kernel/mm/ksm/advisor_mode' -ErrorAction Ignore) -notmatch '\[scan-time\]'))) {
         $r = Invoke-KsmAutoTune -Duration (New-TimeSpan -Seconds 2)
         $r.Duration.TotalSeconds | Should -BeGreaterOrEqual 1.9
         ($r | Format-Table | Out-String) | Should -Match 'Saved\(MiB\)'

@@ -2,7 +2,12 @@
 # Acceptance tests of the fleet cmdlets (Get-DnsmasqLease, ConvertTo-AnsibleInventory) on a host with pwsh.
 # The module is imported from $env:KVMOC_MODULE, else from the packaged folder out/KvmOvercommit/<version>.
 
+BeforeDiscovery {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
+}
+
 BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
     $modulePath = & (Join-Path $PSScriptRoot 'TestModulePath.ps1')
     Import-Module $modulePath -Force -ErrorAction Stop
 
@@ -119,7 +124,7 @@ Describe 'ConvertTo-AnsibleInventory' {
         $ini | Should -Match 'win7-01 ansible_host=192.168.122.99'
     }
 
-    It 'is read back by ansible-inventory' -Skip:(-not (Get-Command ansible-inventory -ErrorAction SilentlyContinue)) {
+    It 'is read back by ansible-inventory' -Skip:(Test-SkipUnless ([bool](Get-Command ansible-inventory -ErrorAction SilentlyContinue))) {
         $file = Join-Path $script:work 'inventory.ini'
         Get-DnsmasqLease -Path $script:leaseFile -WarningAction SilentlyContinue |
             ConvertTo-AnsibleInventory -GroupBy '^(?<group>[a-z0-9]+)-' -User admin | Set-Content -LiteralPath $file

@@ -2,7 +2,12 @@
 # Pester 5: Get-KvmTinyGuest, Start-KvmGuest and Stop-KvmGuest on real QEMU (TCG) with the tiny guest.
 # Needs qemu-system-x86_64, qemu-img, apt-get/dpkg and busybox-static; every test stops what it started.
 
+BeforeDiscovery {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
+}
+
 BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
     $ModulePath = & (Join-Path $PSScriptRoot 'TestModulePath.ps1')
     Import-Module -Name $ModulePath -Force -ErrorAction Stop
 
@@ -63,14 +68,14 @@ Describe 'Start-KvmGuest and Stop-KvmGuest' {
             $stopped = @($guests | Stop-KvmGuest -TimeoutSeconds 20 -PassThru -Confirm:$false)
             $stopped.State | Should -Be @('stopped', 'stopped')
             foreach ($g in $guests) {
-                Get-Process -Id $g.Id -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+                Test-ProcessGone $g.Id | Should -BeTrue
                 $g.RunDirectory | Should -Not -Exist
                 $g.Disks[0] | Should -Exist
             }
             (Get-FileHash -LiteralPath $base).Hash | Should -Be $before
         }
         finally {
-            $guests | Where-Object { Get-Process -Id $_.Id -ErrorAction SilentlyContinue } | Stop-KvmGuest -TurnOff -Force -Confirm:$false -ErrorAction SilentlyContinue
+            $guests | Where-Object { -not (Test-ProcessGone $_.Id) } | Stop-KvmGuest -TurnOff -Force -Confirm:$false -ErrorAction SilentlyContinue
         }
     }
 
@@ -81,7 +86,7 @@ Describe 'Start-KvmGuest and Stop-KvmGuest' {
             $g.Name | Should -Be $name
             Wait-Ready $g | Should -BeTrue
             Stop-KvmGuest -Name ($name.Replace('`', '``').Replace('[', '`[')) -RunDirectory $RunRoot -TurnOff -Confirm:$false
-            Get-Process -Id $g.Id -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            Test-ProcessGone $g.Id | Should -BeTrue
         }
         finally {
             Stop-Process -Id $g.Id -Force -ErrorAction SilentlyContinue
@@ -91,8 +96,13 @@ Describe 'Start-KvmGuest and Stop-KvmGuest' {
     It '-WhatIf starts nothing' {
         $disk = Join-Path $Work 'whatif.qcow2'
         & qemu-img create -q -f qcow2 $disk 32M
-        Start-KvmGuest -DiskPath $disk @Common -WhatIf
+        $before = @(Get-ChildItem -LiteralPath $RunRoot -Force).Count
+        # -ErrorAction Stop: an error (a binding or validation failure) must fail the test, not pass as "nothing started".
+        $out = $Tiny | Start-KvmGuest -DiskPath $disk @Common -PassThru -WhatIf -ErrorAction Stop
+        $out | Should -BeNullOrEmpty
         Join-Path $RunRoot 'whatif' | Should -Not -Exist
+        @(Get-ChildItem -LiteralPath $RunRoot -Force).Count | Should -Be $before
+        @(Get-KvmGuest | Where-Object { $_.Disks -contains $disk }) | Should -BeNullOrEmpty
     }
 
     It 'refuses a missing disk with ObjectNotFound and leaves nothing behind' {

@@ -2,7 +2,12 @@
 # Pester 5 acceptance tests of the KSM cmdlets. Run by build.ps1 where pwsh and Pester exist; the tests that
 # write /sys/kernel/mm/ksm need root and restore every setting in AfterAll / finally.
 
+BeforeDiscovery {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
+}
+
 BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
     $modulePath = & (Join-Path $PSScriptRoot 'TestModulePath.ps1')
     Import-Module $modulePath -Force
     $script:HasKsm = Test-Path '/sys/kernel/mm/ksm/run'
@@ -13,7 +18,7 @@ BeforeAll {
 }
 
 Describe 'Get-KsmStat' {
-    It 'reads every file as a typed property' -Skip:(-not (Test-Path '/sys/kernel/mm/ksm/run')) {
+    It 'reads every file as a typed property' -Skip:(Test-SkipUnless (Test-Path '/sys/kernel/mm/ksm/run')) {
         $stat = Get-KsmStat
         $stat | Should -BeOfType 'KvmOvercommit.Engine.Ksm.KsmStat'
         $stat.Run | Should -BeIn @('Stopped', 'Merging', 'Unmerging')
@@ -22,7 +27,7 @@ Describe 'Get-KsmStat' {
         $stat.Timestamp.Offset | Should -Be ([TimeSpan]::Zero)
     }
 
-    It 'survives serialization (remoting, ConvertTo-Json)' -Skip:(-not (Test-Path '/sys/kernel/mm/ksm/run')) {
+    It 'survives serialization (remoting, ConvertTo-Json)' -Skip:(Test-SkipUnless (Test-Path '/sys/kernel/mm/ksm/run')) {
         $stat = Get-KsmStat
         $json = $stat | ConvertTo-Json -Depth 3 | ConvertFrom-Json
         $json.PagesSharing | Should -Be $stat.PagesSharing
@@ -39,13 +44,13 @@ Describe 'Set-KsmTuning' {
         if ($script:HasKsm -and $script:IsRoot) { $script:Saved | Set-KsmTuning -Force }
     }
 
-    It 'changes nothing with -WhatIf' -Skip:(-not (Test-Path '/sys/kernel/mm/ksm/run')) {
+    It 'changes nothing with -WhatIf' -Skip:(Test-SkipUnless (Test-Path '/sys/kernel/mm/ksm/run')) {
         $before = Get-Content '/sys/kernel/mm/ksm/pages_to_scan'
         Set-KsmTuning -PagesToScan 4321 -AdvisorMode none -WhatIf
         Get-Content '/sys/kernel/mm/ksm/pages_to_scan' | Should -Be $before
     }
 
-    It 'tunes aggressively and -PassThru returns what it replaced' -Skip:(-not ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0'))) {
+    It 'tunes aggressively and -PassThru returns what it replaced' -Skip:(Test-SkipUnless ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0'))) {
         $old = Set-KsmTuning -Profile Aggressive -PassThru
         (Get-KsmStat).PagesToScan | Should -Be 20000
         $old | Should -BeOfType 'KvmOvercommit.Engine.Ksm.KsmTuning'
@@ -53,7 +58,7 @@ Describe 'Set-KsmTuning' {
         (Get-KsmStat).PagesToScan | Should -Be $script:Saved.PagesToScan
     }
 
-    It 'restores every setting from a piped KsmStat' -Skip:(-not ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0'))) {
+    It 'restores every setting from a piped KsmStat' -Skip:(Test-SkipUnless ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0'))) {
         Set-KsmTuning -PagesToScan 777 -SleepMilliseconds 33 -AdvisorMode none
         $script:Saved | Set-KsmTuning -Force
         $now = Get-KsmStat
@@ -62,20 +67,20 @@ Describe 'Set-KsmTuning' {
         }
     }
 
-    It 'refuses invalid values with InvalidArgument and writes nothing' -Skip:(-not ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0'))) {
+    It 'refuses invalid values with InvalidArgument and writes nothing' -Skip:(Test-SkipUnless ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0'))) {
         $before = Get-Content '/sys/kernel/mm/ksm/pages_to_scan'
         { Set-KsmTuning -PagesToScan 500 -MaxPageSharing 1 -ErrorAction Stop } | Should -Throw -ErrorId 'KsmInvalidValue*'
         Get-Content '/sys/kernel/mm/ksm/pages_to_scan' | Should -Be $before
     }
 
-    It 'accepts Stop, Merge and Unmerge for -Run' -Skip:(-not (Test-Path '/sys/kernel/mm/ksm/run')) {
+    It 'accepts Stop, Merge and Unmerge for -Run' -Skip:(Test-SkipUnless (Test-Path '/sys/kernel/mm/ksm/run')) {
         { Set-KsmTuning -Run Merge -WhatIf } | Should -Not -Throw
         { Set-KsmTuning -Run Sprint -WhatIf } | Should -Throw
     }
 }
 
 Describe 'Watch-KsmStat' {
-    It 'streams -Count samples with rates' -Skip:(-not (Test-Path '/sys/kernel/mm/ksm/run')) {
+    It 'streams -Count samples with rates' -Skip:(Test-SkipUnless (Test-Path '/sys/kernel/mm/ksm/run')) {
         $samples = @(Watch-KsmStat -IntervalSeconds 0.2 -Count 3)
         $samples.Count | Should -Be 3
         $samples[2].Index | Should -Be 3
@@ -85,7 +90,7 @@ Describe 'Watch-KsmStat' {
 }
 
 Describe 'Get-KsmProcess' {
-    It 'finds a mergeable workload by id and sorts by profit' -Skip:(-not ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0'))) {
+    It 'finds a mergeable workload by id and sorts by profit' -Skip:(Test-SkipUnless ((Test-Path '/sys/kernel/mm/ksm/run') -and ((id -u) -eq '0'))) {
         $saved = Get-KsmStat
         $workloads = 1..3 | ForEach-Object {
             Start-Process dotnet -ArgumentList $script:Kvmoc, 'ksm', 'workload', '--size-mb', '16', '--seed', '5', '--hold-seconds', '120' -PassThru -RedirectStandardOutput "/tmp/kvmoc-pester-wl-$_.txt"

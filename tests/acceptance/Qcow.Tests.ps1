@@ -2,7 +2,12 @@
 # Acceptance tests of New-QcowOverlay and Get-QcowImage on a host with pwsh (and qemu-img for the cross-checks).
 # The module is imported from $env:KVMOC_MODULE, else from the packaged folder out/KvmOvercommit/<version>.
 
+BeforeDiscovery {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
+}
+
 BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
     $modulePath = & (Join-Path $PSScriptRoot 'TestModulePath.ps1')
     Import-Module $modulePath -Force -ErrorAction Stop
     $script:root = Join-Path ([IO.Path]::GetTempPath()) ("kvmoc-qcow-" + [guid]::NewGuid().ToString('N'))
@@ -11,7 +16,7 @@ BeforeAll {
     $stream = [IO.File]::Create($script:base)
     $stream.SetLength(1073741824)
     $stream.Dispose()
-    $script:qemuImg = Get-Command qemu-img -CommandType Application -ErrorAction SilentlyContinue
+    $script:qemuImg = Get-Command qemu-img -CommandType Application -TotalCount 1 -ErrorAction SilentlyContinue
 }
 
 AfterAll {
@@ -33,7 +38,7 @@ Describe 'New-QcowOverlay' {
         $made[0].PSObject.TypeNames[0] | Should -Be 'KvmOvercommit.Engine.Qcow.QcowImage'
     }
 
-    It 'writes what qemu-img check accepts and qemu-img info agrees with' -Skip:(-not $script:qemuImg) {
+    It 'writes what qemu-img check accepts and qemu-img info agrees with' -Skip:(Test-SkipUnless ([bool](Get-Command qemu-img -CommandType Application -ErrorAction SilentlyContinue))) {
         $o = New-QcowOverlay (Join-Path $script:root 'checked, ü.qcow2') -BackingPath $script:base -ClusterSize 4096
         & $script:qemuImg.Source 'check' '-q' $o.Path
         $LASTEXITCODE | Should -Be 0

@@ -69,8 +69,9 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
     [ValidateNotNullOrEmpty]
     public ExperimentProfile[] KsmProfile { get; set; } = { ExperimentProfile.Default, ExperimentProfile.Aggressive, ExperimentProfile.Adaptive };
 
-    /// <summary>How long each profile runs (default 00:02:00); with -UntilStable the longest it may run (default 30 minutes).</summary>
+    /// <summary>How long each profile runs: seconds (120) or a TimeSpan (00:02:00, the default); with -UntilStable the longest it may run (default 30 minutes).</summary>
     [Parameter]
+    [TimeSpanSecondsTransformation]
     public TimeSpan? Duration { get; set; }
 
     /// <summary>Ends each profile when the savings stop growing.</summary>

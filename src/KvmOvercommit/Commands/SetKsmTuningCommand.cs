@@ -76,7 +76,8 @@ public sealed class SetKsmTuningCommand : KvmCmdlet
     /// <summary>advisor_mode: none or scan-time (kernel 6.8 and later).</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [AllowNull]
-    [ValidateSet("none", "scan-time", IgnoreCase = true)]
+    [ValidateSetOrNull("none", "scan-time")]
+    [ArgumentCompleter(typeof(AdvisorModeCompleter))]
     public string? AdvisorMode { get; set; }
 
     /// <summary>advisor_max_cpu: CPU percent (1–100) the scan-time advisor may give ksmd.</summary>
@@ -120,7 +121,7 @@ public sealed class SetKsmTuningCommand : KvmCmdlet
             UseZeroPages = UseZeroPages,
             SmartScan = SmartScan,
             StableNodeChainsPruneMilliseconds = StableNodeChainsPruneMilliseconds,
-            AdvisorMode = AdvisorMode,
+            AdvisorMode = AdvisorMode?.ToLowerInvariant(),
             AdvisorMaxCpu = AdvisorMaxCpu,
             AdvisorTargetScanTime = AdvisorTargetScanTime,
             AdvisorMinPagesToScan = AdvisorMinPagesToScan,

@@ -69,7 +69,7 @@ public sealed class ExperimentCli : ICliCommandProvider
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
             using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
-            var result = await OvercommitExperiment.RunAsync(plan, new ProgressLines(run), cts.Token).ConfigureAwait(false);
+            var result = await OvercommitExperiment.RunAsync(plan, new ProgressLines(run), cts.Token, run.Error).ConfigureAwait(false);
             if (run.Json)
             {
                 run.WriteResults(new[] { result });

@@ -70,6 +70,8 @@ public static class OvercommitExperiment
         int fill = o.FillMiB ?? DefaultFillMiB(o.MemoryMB);
         string? kernelArgs = tiny ? "quiet kvmoc.quiet" + (fill > 0 ? $" kvmoc.fill={fill},1" : "") : null;
 
+        if (o.ReportPath is not null) CheckReportFolder(Path.GetFullPath(o.ReportPath));
+
         var profileTime = o.UntilStable ? $"until stable (at most {o.ProfileDuration.TotalSeconds:0} s)" : $"for {o.ProfileDuration.TotalSeconds:0} s";
         var steps = new List<string>();
         if (createsWork) steps.Add($"create the folder {work}");
@@ -100,6 +102,35 @@ public static class OvercommitExperiment
     }
 
     /// <summary>
+    /// Fails fast, before anything starts, when the report could not be written: the path (or a folder on the way) is
+    /// a file, or the nearest existing folder is not writable.
+    /// </summary>
+    static void CheckReportFolder(string folder)
+    {
+        var kind = FileKind.Of(folder);
+        if (kind == PathKind.Directory)
+        {
+            if (access(folder, 3 /* W_OK|X_OK */) != 0)
+                throw new KvmOcException(ErrorKind.PermissionDenied, "ExperimentReportPathNotWritable", $"The report folder '{folder}' is not writable.", folder, "Give a -ReportPath you may write to.");
+            return;
+        }
+        if (kind != PathKind.Missing)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "ExperimentReportPathInvalid", $"The report path '{folder}' is {FileKind.Describe(kind)}, not a folder.", folder,
+                "-ReportPath names a folder (created when missing) for experiment.json, samples.csv and saved-memory.svg.");
+        for (var up = Path.GetDirectoryName(folder); up is not null; up = Path.GetDirectoryName(up))
+        {
+            var k = FileKind.Of(up);
+            if (k == PathKind.Missing) continue;
+            if (k != PathKind.Directory)
+                throw new KvmOcException(ErrorKind.InvalidArgument, "ExperimentReportPathInvalid", $"The report folder '{folder}' cannot be created: '{up}' is {FileKind.Describe(k)}, not a folder.", folder,
+                    "Give a -ReportPath under an existing folder.");
+            if (access(up, 3 /* W_OK|X_OK */) != 0)
+                throw new KvmOcException(ErrorKind.PermissionDenied, "ExperimentReportPathNotWritable", $"The report folder '{folder}' cannot be created: '{up}' is not writable.", folder, "Give a -ReportPath you may write to.");
+            return;
+        }
+    }
+
+    /// <summary>
     /// The tiny guest's default fill: half its memory, but leaving at least 96 MiB to the kernel and the initramfs
     /// (a 128 MiB guest filling 64 MiB panics, "System is deadlocked on memory"): 128 → 32, 256 → 128, 4048 → 2024.
     /// </summary>
@@ -113,8 +144,12 @@ public static class OvercommitExperiment
         _ => "advisor off, then the adaptive tuner sets pages_to_scan/sleep_millisecs as it goes",
     };
 
-    /// <summary>Runs the plan. Cancellation (Ctrl+C) and failures clean up before the exception leaves.</summary>
-    public static async Task<ExperimentResult> RunAsync(ExperimentPlan plan, IOperationObserver observer, CancellationToken ct)
+    /// <summary>
+    /// Runs the plan. Cancellation (Ctrl+C) and failures clean up before the exception leaves. When the report cannot be
+    /// written the result is still returned: the error goes to <paramref name="onReportError"/> (a non-terminating
+    /// error), or is a warning without one.
+    /// </summary>
+    public static async Task<ExperimentResult> RunAsync(ExperimentPlan plan, IOperationObserver observer, CancellationToken ct, Action<KvmOcException>? onReportError = null)
     {
         var o = plan.Options;
         var roots = o.Roots ?? HostRoots.Default;
@@ -178,8 +213,16 @@ public static class OvercommitExperiment
         result.Duration = result.EndTime - result.StartTime;
         if (o.ReportPath is not null)
         {
-            var files = ExperimentReportWriter.Write(result, Path.GetFullPath(o.ReportPath));
-            observer.Verbose($"Report written: {string.Join(", ", files)}");
+            try
+            {
+                var files = ExperimentReportWriter.Write(result, Path.GetFullPath(o.ReportPath));
+                observer.Verbose($"Report written: {string.Join(", ", files)}");
+            }
+            catch (KvmOcException e)
+            {
+                // The measurement is worth more than the report: return it anyway.
+                if (onReportError is not null) onReportError(e); else observer.Warning(e.Message);
+            }
         }
         return result;
     }

@@ -39,11 +39,40 @@ public sealed class InvokeKsmAutoTuneCommand : KvmCmdlet
     [TimeSpanSecondsTransformation]
     public TimeSpan? Duration { get; set; }
 
+    /// <summary>The variable that holds the Stopped result after Ctrl+C (the stopped pipeline drops its output).</summary>
+    public const string StoppedResultVariable = "KsmAutoTuneResult";
+
+    KsmAutoTuneResult? _result;
+
+    /// <inheritdoc />
+    protected override bool WaitForWorkOnStop => true;
+
     /// <inheritdoc />
     protected override void ProcessRecord()
     {
         var options = new KsmAutoTuneOptions { Duration = Duration };
         if (!ShouldProcess(HostRoots.Default.Ksm, KsmAutoTuner.Describe(options))) return;
-        InvokeAsync(async (observer, emit, ct) => emit(await KsmAutoTuner.RunAsync(options, observer, ct).ConfigureAwait(false)), terminating: true);
+        try
+        {
+            InvokeAsync(async (observer, emit, ct) =>
+            {
+                var r = await KsmAutoTuner.RunAsync(options, observer, ct).ConfigureAwait(false);
+                _result = r;
+                emit(r);
+            }, terminating: true);
+        }
+        catch (PipelineStoppedException) when (_result is { } stopped)
+        {
+            // Ctrl+C stops the pipeline, and PowerShell drops whatever a stopped pipeline writes: keep the Stopped
+            // result in $KsmAutoTuneResult and show it on the host, then stop.
+            SessionState.PSVariable.Set(new PSVariable(StoppedResultVariable, stopped));
+            try
+            {
+                Host.UI.WriteLine($"Invoke-KsmAutoTune stopped after {stopped.Duration.TotalSeconds:0.0} s: {stopped.Decisions.Count} decision(s), {stopped.Wakeups} wake-up(s), "
+                    + $"{stopped.SavedMiB:0.#} MiB saved; KSM left at {stopped.ExitPagesToScan} pages / {stopped.ExitSleepMilliseconds} ms. The result is in ${StoppedResultVariable}.");
+            }
+            catch (Exception e) when (e is PipelineStoppedException or System.Management.Automation.Host.HostException or NotImplementedException) { }
+            throw;
+        }
     }
 }

@@ -138,6 +138,13 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
         ExperimentPlan? plan = null;
         Invoke(() => plan = OvercommitExperiment.Plan(options, SyncObserver), terminating: true);
         if (plan is null || !ShouldProcess(plan.Describe(), "Run the overcommit experiment? It starts guests and tunes KSM.", "Invoke-OvercommitExperiment")) return;
-        InvokeAsync(async (observer, emit, ct) => emit(await OvercommitExperiment.RunAsync(plan, observer, ct).ConfigureAwait(false)), terminating: true);
+        // A report that cannot be written is a non-terminating error after the result (which is written anyway).
+        InvokeAsyncWithErrors(async (observer, emit, error, ct) =>
+        {
+            Engine.KvmOcException? reportError = null;
+            var result = await OvercommitExperiment.RunAsync(plan, observer, ct, e => reportError = e).ConfigureAwait(false);
+            emit(result);
+            if (reportError is not null) error(reportError);
+        }, terminating: true);
     }
 }

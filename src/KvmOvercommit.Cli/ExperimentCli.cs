@@ -37,8 +37,11 @@ public sealed class ExperimentCli : ICliCommandProvider
         var whatIf = new Option<bool>("--what-if") { Description = "Print the plan, do nothing." };
         foreach (var o in new Option[] { baseImage, tiny, count, memory, cpus, stagger, profiles, duration, stable, interval, work, keep, report, fill, accel, runDir, whatIf })
             cmd.Options.Add(o);
+        var recover = RecoverCli.Option("experiment");
+        cmd.Options.Add(recover);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
+            if (parse.GetValue(recover)) { await RecoverCli.RunAsync(HostJournal.ExperimentKind, run, parse.GetValue(whatIf), ct).ConfigureAwait(false); return; }
             var options = new ExperimentOptions
             {
                 BaseImage = parse.GetValue(baseImage),

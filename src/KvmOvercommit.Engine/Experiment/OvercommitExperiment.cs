@@ -48,6 +48,8 @@ public static class OvercommitExperiment
         if (access(run, 2 /* W_OK */) != 0)
             throw new KvmOcException(ErrorKind.PermissionDenied, "KsmPermissionDenied", $"No permission to write {run}: the experiment tunes KSM.", run,
                 "Run as root: sudo pwsh (then Invoke-OvercommitExperiment …), or sudo kvmoc experiment ….");
+        // A run killed earlier left guests, files and KSM settings behind: adopting them as the original would be wrong.
+        HostJournal.RefuseIfDeadRunFound(o.JournalDirectory);
         if (ToolRunner.Which("qemu-system-x86_64") is null)
             throw new KvmOcException(ErrorKind.NotInstalled, "QemuNotInstalled", "'qemu-system-x86_64' is not installed.", "qemu-system-x86_64", "Install it: apt-get install qemu-system-x86");
 
@@ -177,9 +179,12 @@ public static class OvercommitExperiment
         var profiles = new List<ExperimentProfileResult>();
         var snapshot = KsmSettingsSnapshot.Capture(roots);
         observer.Verbose($"KSM settings captured for the restore: run = {snapshot.Settings.Run}, pages_to_scan = {snapshot.Settings.PagesToScan}, sleep_millisecs = {snapshot.Settings.SleepMilliseconds}, advisor_mode = {snapshot.Settings.AdvisorMode ?? "(none)"}");
+        // Written before anything changes, updated before each guest, file and folder: kill -9 can be undone (-Recover).
+        var journal = HostJournal.Begin(HostJournal.ExperimentKind, plan.RunId, o.JournalDirectory, snapshot);
+        observer.Verbose($"Journal: {journal.JournalPath}");
         try
         {
-            await SetUpAsync(plan, created, started, result, observer, ct).ConfigureAwait(false);
+            await SetUpAsync(plan, created, started, result, journal, observer, ct).ConfigureAwait(false);
             for (int i = 0; i < o.Profiles.Length; i++)
             {
                 observer.Progress(new ProgressInfo(Activity, $"profile {o.Profiles[i]} ({i + 1} of {o.Profiles.Length})", 10 + 85 * i / o.Profiles.Length, ActivityId: MainActivity));
@@ -204,6 +209,8 @@ public static class OvercommitExperiment
             }
             foreach (var p in problems) observer.Warning(p);
             result.CleanupProblems = problems.ToArray();
+            if (problems.Count == 0) journal.Complete();
+            else observer.Warning($"The journal {journal.JournalPath} is kept: {HostJournal.RecoverCommand(HostJournal.ExperimentKind)} undoes what is left.");
             observer.Progress(new ProgressInfo(Activity, "done", 100, ActivityId: MainActivity, Completed: true));
         }
         result.Profiles = profiles.ToArray();
@@ -227,13 +234,14 @@ public static class OvercommitExperiment
         return result;
     }
 
-    static async Task SetUpAsync(ExperimentPlan plan, List<string> created, List<KvmGuest> started, ExperimentResult result, IOperationObserver observer, CancellationToken ct)
+    static async Task SetUpAsync(ExperimentPlan plan, List<string> created, List<KvmGuest> started, ExperimentResult result, HostJournal journal, IOperationObserver observer, CancellationToken ct)
     {
         var o = plan.Options;
         try
         {
             if (plan.CreatesWorkDirectory)
             {
+                journal.AddFolder(plan.WorkDirectory);
                 Directory.CreateDirectory(plan.WorkDirectory);
                 created.Add(plan.WorkDirectory);
             }
@@ -254,6 +262,7 @@ public static class OvercommitExperiment
             string[] args = { "create", "-q", "-f", "qcow2", plan.BaseImage, "64M" };
             observer.Verbose($"{qemuImg} {string.Join(' ', args)}");
             created.Add(plan.BaseImage); // before the call: a half-written file is ours too
+            journal.AddFile(plan.BaseImage);
             var r = await ToolRunner.RunAsync(qemuImg, args, null, ct).ConfigureAwait(false);
             if (r.ExitCode != 0)
                 throw new KvmOcException(ErrorKind.InvalidOperation, "ExperimentBaseImageFailed", $"qemu-img create {plan.BaseImage} failed: {r.Message}", plan.BaseImage);
@@ -265,6 +274,7 @@ public static class OvercommitExperiment
         {
             ct.ThrowIfCancellationRequested();
             var overlayPlan = QcowOverlayWriter.Plan(path, backing, new QcowOverlayOptions(), observer);
+            journal.AddFile(path);
             QcowOverlayWriter.Apply(overlayPlan, observer, syncDirectory: false);
             created.Add(path);
         }
@@ -295,7 +305,9 @@ public static class OvercommitExperiment
             var launch = GuestLauncher.Plan(start, i == 0 ? observer : new QuietObserver(observer, warnings: false), o.Roots);
             // Auto under a /dev/kvm that opens but does not work: the launcher retries under TCG (with a warning);
             // the later guests then go straight to TCG.
+            journal.SetGuest(launch.Name, 0, launch.RunDirectory);
             var guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
+            journal.SetGuest(guest.Name, guest.Id, guest.RunDirectory);
             if (accelerator == GuestAccelerator.Auto && launch.Accelerator == "kvm" && guest.Accelerator == "tcg")
                 accelerator = GuestAccelerator.Tcg;
             started.Add(guest);
@@ -368,7 +380,7 @@ public static class OvercommitExperiment
 
         using var tunerCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         Task<KsmAutoTuneResult>? adaptive = profile == ExperimentProfile.Adaptive
-            ? Task.Run(() => KsmAutoTuner.RunAsync(new KsmAutoTuneOptions { Roots = o.Roots }, quiet, tunerCts.Token), CancellationToken.None)
+            ? Task.Run(() => KsmAutoTuner.RunAsync(new KsmAutoTuneOptions { Roots = o.Roots, Journal = false }, quiet, tunerCts.Token), CancellationToken.None)
             : null;
         var watch = new KsmWatchOptions { Interval = o.Interval, Duration = o.ProfileDuration, UntilStable = o.UntilStable };
         var warnedGone = new HashSet<string>();

@@ -25,8 +25,11 @@ public static class AutoTuneCli
         var quiet = new Option<bool>("--quiet") { Description = "Print only the summary, not every rate change." };
         cmd.Options.Add(duration);
         cmd.Options.Add(quiet);
+        var recover = RecoverCli.Option("KSM autotuner");
+        cmd.Options.Add(recover);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
+            if (parse.GetValue(recover)) { await RecoverCli.RunAsync(Engine.Experiment.HostJournal.AutoTuneKind, run, false, ct).ConfigureAwait(false); return; }
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             // systemd stops a service with SIGTERM: end the loop normally so the low rate is restored.
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });

@@ -37,8 +37,11 @@ public sealed class ExperimentCli : ICliCommandProvider
         var whatIf = new Option<bool>("--what-if") { Description = "Print the plan, do nothing." };
         foreach (var o in new Option[] { baseImage, tiny, count, memory, cpus, stagger, profiles, duration, stable, interval, work, keep, report, fill, accel, runDir, whatIf })
             cmd.Options.Add(o);
+        var recover = RecoverCli.Option("experiment");
+        cmd.Options.Add(recover);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
+            if (parse.GetValue(recover)) { await RecoverCli.RunAsync(HostJournal.ExperimentKind, run, parse.GetValue(whatIf), ct).ConfigureAwait(false); return; }
             var options = new ExperimentOptions
             {
                 BaseImage = parse.GetValue(baseImage),
@@ -69,7 +72,7 @@ public sealed class ExperimentCli : ICliCommandProvider
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
             using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
-            var result = await OvercommitExperiment.RunAsync(plan, new ProgressLines(run), cts.Token).ConfigureAwait(false);
+            var result = await OvercommitExperiment.RunAsync(plan, new ProgressLines(run), cts.Token, run.Error).ConfigureAwait(false);
             if (run.Json)
             {
                 run.WriteResults(new[] { result });

@@ -76,7 +76,7 @@ public sealed class KsmCli : ICliCommandProvider
                 AdvisorMinPagesToScan = parse.GetValue(advMin),
                 AdvisorMaxPagesToScan = parse.GetValue(advMax),
             };
-            if (parse.GetValue(profile) is KsmTuningProfile p) t = KsmTuning.ForProfile(p).With(t);
+            if (parse.GetValue(profile) is KsmTuningProfile p) t = KsmTuning.ForProfile(p, t);
             if (t.IsEmpty())
                 throw new KvmOcException(ErrorKind.InvalidArgument, "KsmNothingToSet", "No setting given.", null, "Give --profile or at least one knob, e.g. --pages-to-scan 20000.");
             var tuner = new KsmTuner(observer: run);

@@ -138,12 +138,21 @@ public abstract class KvmCmdlet : PSCmdlet, IDisposable
     /// <summary>Resolves a user path against the current PowerShell location (not the process working directory).</summary>
     protected string ResolvePath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 
-    /// <summary>Resolves a path that may contain wildcards to the files it names; none found → ObjectNotFound.</summary>
+    /// <summary>
+    /// Resolves a path that may contain wildcards to the files it names; none found → ObjectNotFound. A path that names
+    /// an existing file or folder as it is (e.g. `hx-[br].qcow2`, a FullName from the pipeline) is taken literally.
+    /// </summary>
     protected IEnumerable<string> ResolveWildcardPath(string path)
     {
         if (!WildcardPattern.ContainsWildcardCharacters(path))
         {
             yield return ResolvePath(path);
+            yield break;
+        }
+        string literal = ResolvePath(path);
+        if (Engine.FileKind.Of(literal) != Engine.PathKind.Missing)
+        {
+            yield return literal;
             yield break;
         }
         Collection<string>? resolved = null;

@@ -62,6 +62,8 @@ public sealed class ExperimentOptions
     public double HeadroomPercent { get; set; } = 10;
     /// <summary>Kernel file roots (tests point these at fake trees).</summary>
     public HostRoots? Roots { get; set; }
+    /// <summary>Where the run's journal is kept (default <see cref="HostJournal.DefaultDirectory"/>, /run/kvmovercommit/.journal).</summary>
+    public string? JournalDirectory { get; set; }
 
     /// <summary>The per-profile duration when none is given.</summary>
     public static readonly TimeSpan DefaultDuration = TimeSpan.FromMinutes(2);

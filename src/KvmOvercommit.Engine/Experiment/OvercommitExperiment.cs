@@ -48,6 +48,8 @@ public static class OvercommitExperiment
         if (access(run, 2 /* W_OK */) != 0)
             throw new KvmOcException(ErrorKind.PermissionDenied, "KsmPermissionDenied", $"No permission to write {run}: the experiment tunes KSM.", run,
                 "Run as root: sudo pwsh (then Invoke-OvercommitExperiment …), or sudo kvmoc experiment ….");
+        // A run killed earlier left guests, files and KSM settings behind: adopting them as the original would be wrong.
+        HostJournal.RefuseIfDeadRunFound(o.JournalDirectory);
         if (ToolRunner.Which("qemu-system-x86_64") is null)
             throw new KvmOcException(ErrorKind.NotInstalled, "QemuNotInstalled", "'qemu-system-x86_64' is not installed.", "qemu-system-x86_64", "Install it: apt-get install qemu-system-x86");
 
@@ -69,6 +71,8 @@ public static class OvercommitExperiment
             if (File.Exists(f)) throw new KvmOcException(ErrorKind.ResourceExists, "ExperimentFileExists", $"'{f}' already exists; the experiment never overwrites a file it did not create.", f);
         int fill = o.FillMiB ?? DefaultFillMiB(o.MemoryMB);
         string? kernelArgs = tiny ? "quiet kvmoc.quiet" + (fill > 0 ? $" kvmoc.fill={fill},1" : "") : null;
+
+        if (o.ReportPath is not null) CheckReportFolder(Path.GetFullPath(o.ReportPath));
 
         var profileTime = o.UntilStable ? $"until stable (at most {o.ProfileDuration.TotalSeconds:0} s)" : $"for {o.ProfileDuration.TotalSeconds:0} s";
         var steps = new List<string>();
@@ -100,6 +104,35 @@ public static class OvercommitExperiment
     }
 
     /// <summary>
+    /// Fails fast, before anything starts, when the report could not be written: the path (or a folder on the way) is
+    /// a file, or the nearest existing folder is not writable.
+    /// </summary>
+    static void CheckReportFolder(string folder)
+    {
+        var kind = FileKind.Of(folder);
+        if (kind == PathKind.Directory)
+        {
+            if (access(folder, 3 /* W_OK|X_OK */) != 0)
+                throw new KvmOcException(ErrorKind.PermissionDenied, "ExperimentReportPathNotWritable", $"The report folder '{folder}' is not writable.", folder, "Give a -ReportPath you may write to.");
+            return;
+        }
+        if (kind != PathKind.Missing)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "ExperimentReportPathInvalid", $"The report path '{folder}' is {FileKind.Describe(kind)}, not a folder.", folder,
+                "-ReportPath names a folder (created when missing) for experiment.json, samples.csv and saved-memory.svg.");
+        for (var up = Path.GetDirectoryName(folder); up is not null; up = Path.GetDirectoryName(up))
+        {
+            var k = FileKind.Of(up);
+            if (k == PathKind.Missing) continue;
+            if (k != PathKind.Directory)
+                throw new KvmOcException(ErrorKind.InvalidArgument, "ExperimentReportPathInvalid", $"The report folder '{folder}' cannot be created: '{up}' is {FileKind.Describe(k)}, not a folder.", folder,
+                    "Give a -ReportPath under an existing folder.");
+            if (access(up, 3 /* W_OK|X_OK */) != 0)
+                throw new KvmOcException(ErrorKind.PermissionDenied, "ExperimentReportPathNotWritable", $"The report folder '{folder}' cannot be created: '{up}' is not writable.", folder, "Give a -ReportPath you may write to.");
+            return;
+        }
+    }
+
+    /// <summary>
     /// The tiny guest's default fill: half its memory, but leaving at least 96 MiB to the kernel and the initramfs
     /// (a 128 MiB guest filling 64 MiB panics, "System is deadlocked on memory"): 128 → 32, 256 → 128, 4048 → 2024.
     /// </summary>
@@ -113,8 +146,12 @@ public static class OvercommitExperiment
         _ => "advisor off, then the adaptive tuner sets pages_to_scan/sleep_millisecs as it goes",
     };
 
-    /// <summary>Runs the plan. Cancellation (Ctrl+C) and failures clean up before the exception leaves.</summary>
-    public static async Task<ExperimentResult> RunAsync(ExperimentPlan plan, IOperationObserver observer, CancellationToken ct)
+    /// <summary>
+    /// Runs the plan. Cancellation (Ctrl+C) and failures clean up before the exception leaves. When the report cannot be
+    /// written the result is still returned: the error goes to <paramref name="onReportError"/> (a non-terminating
+    /// error), or is a warning without one.
+    /// </summary>
+    public static async Task<ExperimentResult> RunAsync(ExperimentPlan plan, IOperationObserver observer, CancellationToken ct, Action<KvmOcException>? onReportError = null)
     {
         var o = plan.Options;
         var roots = o.Roots ?? HostRoots.Default;
@@ -142,9 +179,12 @@ public static class OvercommitExperiment
         var profiles = new List<ExperimentProfileResult>();
         var snapshot = KsmSettingsSnapshot.Capture(roots);
         observer.Verbose($"KSM settings captured for the restore: run = {snapshot.Settings.Run}, pages_to_scan = {snapshot.Settings.PagesToScan}, sleep_millisecs = {snapshot.Settings.SleepMilliseconds}, advisor_mode = {snapshot.Settings.AdvisorMode ?? "(none)"}");
+        // Written before anything changes, updated before each guest, file and folder: kill -9 can be undone (-Recover).
+        var journal = HostJournal.Begin(HostJournal.ExperimentKind, plan.RunId, o.JournalDirectory, snapshot);
+        observer.Verbose($"Journal: {journal.JournalPath}");
         try
         {
-            await SetUpAsync(plan, created, started, result, observer, ct).ConfigureAwait(false);
+            await SetUpAsync(plan, created, started, result, journal, observer, ct).ConfigureAwait(false);
             for (int i = 0; i < o.Profiles.Length; i++)
             {
                 observer.Progress(new ProgressInfo(Activity, $"profile {o.Profiles[i]} ({i + 1} of {o.Profiles.Length})", 10 + 85 * i / o.Profiles.Length, ActivityId: MainActivity));
@@ -169,6 +209,8 @@ public static class OvercommitExperiment
             }
             foreach (var p in problems) observer.Warning(p);
             result.CleanupProblems = problems.ToArray();
+            if (problems.Count == 0) journal.Complete();
+            else observer.Warning($"The journal {journal.JournalPath} is kept: {HostJournal.RecoverCommand(HostJournal.ExperimentKind)} undoes what is left.");
             observer.Progress(new ProgressInfo(Activity, "done", 100, ActivityId: MainActivity, Completed: true));
         }
         result.Profiles = profiles.ToArray();
@@ -178,19 +220,28 @@ public static class OvercommitExperiment
         result.Duration = result.EndTime - result.StartTime;
         if (o.ReportPath is not null)
         {
-            var files = ExperimentReportWriter.Write(result, Path.GetFullPath(o.ReportPath));
-            observer.Verbose($"Report written: {string.Join(", ", files)}");
+            try
+            {
+                var files = ExperimentReportWriter.Write(result, Path.GetFullPath(o.ReportPath));
+                observer.Verbose($"Report written: {string.Join(", ", files)}");
+            }
+            catch (KvmOcException e)
+            {
+                // The measurement is worth more than the report: return it anyway.
+                if (onReportError is not null) onReportError(e); else observer.Warning(e.Message);
+            }
         }
         return result;
     }
 
-    static async Task SetUpAsync(ExperimentPlan plan, List<string> created, List<KvmGuest> started, ExperimentResult result, IOperationObserver observer, CancellationToken ct)
+    static async Task SetUpAsync(ExperimentPlan plan, List<string> created, List<KvmGuest> started, ExperimentResult result, HostJournal journal, IOperationObserver observer, CancellationToken ct)
     {
         var o = plan.Options;
         try
         {
             if (plan.CreatesWorkDirectory)
             {
+                journal.AddFolder(plan.WorkDirectory);
                 Directory.CreateDirectory(plan.WorkDirectory);
                 created.Add(plan.WorkDirectory);
             }
@@ -211,6 +262,7 @@ public static class OvercommitExperiment
             string[] args = { "create", "-q", "-f", "qcow2", plan.BaseImage, "64M" };
             observer.Verbose($"{qemuImg} {string.Join(' ', args)}");
             created.Add(plan.BaseImage); // before the call: a half-written file is ours too
+            journal.AddFile(plan.BaseImage);
             var r = await ToolRunner.RunAsync(qemuImg, args, null, ct).ConfigureAwait(false);
             if (r.ExitCode != 0)
                 throw new KvmOcException(ErrorKind.InvalidOperation, "ExperimentBaseImageFailed", $"qemu-img create {plan.BaseImage} failed: {r.Message}", plan.BaseImage);
@@ -222,6 +274,7 @@ public static class OvercommitExperiment
         {
             ct.ThrowIfCancellationRequested();
             var overlayPlan = QcowOverlayWriter.Plan(path, backing, new QcowOverlayOptions(), observer);
+            journal.AddFile(path);
             QcowOverlayWriter.Apply(overlayPlan, observer, syncDirectory: false);
             created.Add(path);
         }
@@ -252,7 +305,9 @@ public static class OvercommitExperiment
             var launch = GuestLauncher.Plan(start, i == 0 ? observer : new QuietObserver(observer, warnings: false), o.Roots);
             // Auto under a /dev/kvm that opens but does not work: the launcher retries under TCG (with a warning);
             // the later guests then go straight to TCG.
+            journal.SetGuest(launch.Name, 0, launch.RunDirectory);
             var guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
+            journal.SetGuest(guest.Name, guest.Id, guest.RunDirectory);
             if (accelerator == GuestAccelerator.Auto && launch.Accelerator == "kvm" && guest.Accelerator == "tcg")
                 accelerator = GuestAccelerator.Tcg;
             started.Add(guest);
@@ -325,7 +380,7 @@ public static class OvercommitExperiment
 
         using var tunerCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         Task<KsmAutoTuneResult>? adaptive = profile == ExperimentProfile.Adaptive
-            ? Task.Run(() => KsmAutoTuner.RunAsync(new KsmAutoTuneOptions { Roots = o.Roots }, quiet, tunerCts.Token), CancellationToken.None)
+            ? Task.Run(() => KsmAutoTuner.RunAsync(new KsmAutoTuneOptions { Roots = o.Roots, Journal = false }, quiet, tunerCts.Token), CancellationToken.None)
             : null;
         var watch = new KsmWatchOptions { Interval = o.Interval, Duration = o.ProfileDuration, UntilStable = o.UntilStable };
         var warnedGone = new HashSet<string>();

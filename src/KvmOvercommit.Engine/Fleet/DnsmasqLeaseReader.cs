@@ -82,6 +82,8 @@ public sealed class DnsmasqLeaseReader
     public static IReadOnlyList<DnsmasqLease> ReadFile(string path, IOperationObserver observer)
     {
         string text;
+        // A folder, FIFO, socket or device is refused before anything opens it (a FIFO would block the read).
+        FileKind.RequireFile(path, "Lease file", directoryId: "LeaseFileIsDirectory", notFileId: "LeaseFileNotRegularFile");
         try
         {
             text = File.ReadAllText(path);
@@ -109,6 +111,7 @@ public sealed class DnsmasqLeaseReader
     static IReadOnlyList<DnsmasqLease> ParseLeaseFile(string text, string leaseFile, IOperationObserver observer)
     {
         var leases = new List<DnsmasqLease>();
+        int skipped = 0;
         string? serverDuid = null;
         var lines = text.Split('\n');
         for (int i = 0; i < lines.Length; i++)
@@ -133,10 +136,17 @@ public sealed class DnsmasqLeaseReader
                     continue;
                 }
             }
-            observer.Warning($"{leaseFile}:{i + 1}: skipped a line that is not a dnsmasq lease ({problem}): {Shorten(line)}");
+            // A binary file or the wrong file would otherwise print a warning for every line: a few, then a count.
+            if (++skipped <= MaxLineWarnings)
+                observer.Warning($"{leaseFile}:{i + 1}: skipped a line that is not a dnsmasq lease ({problem}): {Shorten(line)}");
         }
+        if (skipped > MaxLineWarnings)
+            observer.Warning($"{leaseFile}: skipped {skipped - MaxLineWarnings} more line(s) that are not dnsmasq leases ({skipped} in all; is it a lease file?).");
         return leases;
     }
+
+    /// <summary>How many skipped lines of one file are named in warnings before the rest are only counted.</summary>
+    public const int MaxLineWarnings = 5;
 
     static DnsmasqLease? ParseLine(string[] f, string? serverDuid, out string? problem)
     {

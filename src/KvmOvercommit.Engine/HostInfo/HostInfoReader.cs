@@ -67,6 +67,11 @@ public sealed class HostInfoReader
                 return new List<MdRaidArray>();
             }
         }
+        else
+        {
+            // A saved copy given with -Path: a folder, FIFO or device is refused before anything opens it.
+            FileKind.RequireFile(path, "The mdstat file", directoryId: "MdStatPathIsDirectory", notFileId: "MdStatNotRegularFile");
+        }
         return MdStatParser.Parse(ReadRequired(path, "MdStatNotReadable"));
     }
 

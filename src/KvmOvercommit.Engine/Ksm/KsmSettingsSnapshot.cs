@@ -22,6 +22,10 @@ public sealed class KsmSettingsSnapshot
     /// <summary>pages_shared at capture time (0 means nothing was merged).</summary>
     public long PagesSharedAtCapture { get; }
 
+    /// <summary>A snapshot of settings recorded earlier (a run's journal), to restore them.</summary>
+    public static KsmSettingsSnapshot From(HostRoots? roots, KsmTuning settings, long pagesSharedAtCapture) =>
+        new(roots ?? HostRoots.Default, settings, pagesSharedAtCapture);
+
     /// <summary>Reads every writable setting now.</summary>
     public static KsmSettingsSnapshot Capture(HostRoots? roots = null)
     {

@@ -76,6 +76,20 @@ public sealed class KsmTuning
         _ => throw new KvmOcException(ErrorKind.InvalidArgument, "KsmInvalidProfile", $"Unknown profile {profile}.", profile),
     };
 
+    /// <summary>
+    /// A profile with the user's explicit settings on top (Set-KsmTuning -Profile P -Knob v, kvmoc ksm set --profile).
+    /// -Profile Advisor with -PagesToScan is refused (KsmAdvisorOwnsPagesToScan) unless -AdvisorMode switches the
+    /// advisor off again: the scan-time advisor sets pages_to_scan itself and the kernel refuses the write.
+    /// </summary>
+    public static KsmTuning ForProfile(KsmTuningProfile profile, KsmTuning explicitSettings)
+    {
+        if (profile == KsmTuningProfile.Advisor && explicitSettings.PagesToScan is not null && explicitSettings.AdvisorMode is null or "scan-time")
+            throw new KvmOcException(ErrorKind.InvalidArgument, "KsmAdvisorOwnsPagesToScan",
+                "-Profile Advisor sets advisor_mode to scan-time, and then the advisor sets pages_to_scan itself (the kernel refuses the write): -PagesToScan cannot go with it.",
+                KsmKnob.PagesToScan, "Leave -PagesToScan out, bound the advisor with -AdvisorMinPagesToScan/-AdvisorMaxPagesToScan, or use -Profile Default/Aggressive.");
+        return ForProfile(profile).With(explicitSettings);
+    }
+
     /// <summary>This tuning with every non-null value of <paramref name="over"/> taking precedence.</summary>
     public KsmTuning With(KsmTuning? over)
     {

@@ -37,6 +37,9 @@ public sealed class QcowImage
     /// <summary>Every image below this one, nearest first, down to the base.</summary>
     public string[] BackingChain { get; set; } = Array.Empty<string>();
 
+    /// <summary>The backing file that does not exist (the last entry of BackingChain, where the chain breaks); null when the chain is whole.</summary>
+    public string? MissingBackingFile { get; set; }
+
     /// <summary>True when the image is encrypted (crypt_method AES or LUKS).</summary>
     public bool Encrypted { get; set; }
 

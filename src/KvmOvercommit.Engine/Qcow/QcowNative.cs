@@ -48,10 +48,10 @@ internal static class QcowNative
     {
         try
         {
-            using var h = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var h = FileKind.OpenRead(path, "Image", "QcowOpenFailed", allowBlockDevice: true);
             return IsLocked(h);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or KvmOcException)
         {
             return false;
         }

@@ -78,9 +78,8 @@ public static class QcowOverlayWriter
     public static QcowBacking OpenBacking(string backingPath, string? backingFormat, IOperationObserver? observer = null)
     {
         string full = System.IO.Path.GetFullPath(backingPath);
-        if (Directory.Exists(full))
-            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingIsDirectory", $"Backing path '{full}' is a directory.", full);
-        if (!File.Exists(full))
+        // Regular files (and block devices) only: a FIFO would block the read, a character device is no image.
+        if (FileKind.RequireFile(full, "Backing file", allowBlockDevice: true, directoryId: "QcowBackingIsDirectory", notFileId: "QcowBackingNotRegularFile") == PathKind.Missing)
             throw new KvmOcException(ErrorKind.NotFound, "QcowBackingNotFound", $"Backing file '{full}' does not exist.", full, "Check -BackingPath.");
         if (backingFormat is not null && !IsFormatName(backingFormat))
             throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBadBackingFormat", $"'{backingFormat}' is not a format name.", backingFormat);
@@ -88,8 +87,6 @@ public static class QcowOverlayWriter
         if (backingFormat is null && image.Format is not ("qcow2" or "raw"))
             throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingFormatUnsupported",
                 $"Backing file '{full}' is a {image.Format} image.", full, $"Pass -BackingFormat {image.Format} if QEMU should read it as such.");
-        if (image.VirtualSize is null && backingFormat is not null)
-            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingSizeUnknown", $"Cannot tell the virtual size of '{full}' as {backingFormat}.", full, "Pass -SizeBytes.");
         var key = QcowNative.Stat(full);
         QcowReader.ResolveChain(image, key is { } k ? (k.Dev, k.Ino) : null, observer);
         var keys = new HashSet<(ulong, ulong)>();
@@ -117,12 +114,14 @@ public static class QcowOverlayWriter
         int cs = options.ClusterSize ?? DefaultClusterSize;
         if (cs < MinClusterSize || cs > MaxClusterSize || (cs & (cs - 1)) != 0)
             throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBadClusterSize", $"Cluster size {cs} is not a power of two from {MinClusterSize} to {MaxClusterSize}.", cs);
+        if (b.VirtualSize is null && options.SizeBytes is null)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingSizeUnknown", $"Cannot tell the virtual size of '{b.Path}' as {options.BackingFormat ?? b.Format}.", b.Path, "Give the overlay's size (-SizeBytes, kvmoc: --size-bytes).");
         if (!Directory.Exists(dir))
             throw new KvmOcException(ErrorKind.NotFound, "QcowTargetFolderNotFound", $"Folder '{dir}' does not exist.", full);
-        if (Directory.Exists(full))
-            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowTargetIsDirectory", $"'{full}' is a directory.", full);
-
-        bool exists = File.Exists(full);
+        // Only a regular file is ever replaced: a device node, FIFO or socket is refused even with -Force (and -WhatIf
+        // never offers to replace one).
+        var targetKind = FileKind.RequireFile(full, "Overlay target", directoryId: "QcowTargetIsDirectory", notFileId: "QcowTargetNotRegularFile");
+        bool exists = targetKind == PathKind.Regular;
         if (string.Equals(full, b.Path, StringComparison.Ordinal) || exists && QcowNative.Stat(full) is { } ts && backing.ChainKeys.Contains((ts.Dev, ts.Ino)))
         {
             bool self = string.Equals(full, b.Path, StringComparison.Ordinal) || QcowNative.Stat(b.Path) is { } bs && QcowNative.Stat(full) is { } t2 && bs.Dev == t2.Dev && bs.Ino == t2.Ino;
@@ -394,6 +393,7 @@ public static class QcowOverlayWriter
         {
             // Re-check right before the rename: a guest may have started since the plan was made.
             if (QcowNative.IsLocked(plan.Path)) throw InUse(plan.Path);
+            FileKind.RequireFile(plan.Path, "Overlay target", directoryId: "QcowTargetIsDirectory", notFileId: "QcowTargetNotRegularFile");
             File.Move(tmp, plan.Path, overwrite: true);
         }
         else

@@ -31,11 +31,15 @@ public static class QcowReader
         (2, 0, "bitmaps"), (2, 1, "raw external data"),
     };
 
-    /// <summary>Reads an image and resolves its whole backing chain (a missing link is NotFound, a loop InvalidData).</summary>
+    /// <summary>
+    /// Reads an image and resolves its whole backing chain (a loop is InvalidData). A missing link does not hide the
+    /// image, as with `qemu-img info`: the image is returned with the missing file as the last entry of BackingChain and
+    /// in MissingBackingFile, and a warning names it.
+    /// </summary>
     public static QcowImage Read(string path, IOperationObserver? observer = null)
     {
         var image = ReadOne(path, null, out var key);
-        ResolveChain(image, key, observer);
+        ResolveChain(image, key, observer, tolerateMissing: true);
         return image;
     }
 
@@ -43,7 +47,7 @@ public static class QcowReader
     public static QcowImage ReadHeader(string path, string? forcedFormat = null) => ReadOne(path, forcedFormat, out _);
 
     /// <summary>Fills BackingChain by reading every link below <paramref name="image"/>.</summary>
-    internal static void ResolveChain(QcowImage image, (ulong, ulong)? key, IOperationObserver? observer)
+    internal static void ResolveChain(QcowImage image, (ulong, ulong)? key, IOperationObserver? observer, bool tolerateMissing = false)
     {
         var visited = new HashSet<(ulong, ulong)>();
         if (key is { } k) visited.Add(k);
@@ -51,10 +55,19 @@ public static class QcowReader
         var current = image;
         while (current.BackingPath is { } next)
         {
-            if (!File.Exists(next))
+            if (FileKind.Of(next) == PathKind.Missing)
+            {
+                if (tolerateMissing)
+                {
+                    observer?.Warning($"'{current.Path}': backing file '{current.BackingFile}' (resolved to '{next}') does not exist; the backing chain of '{image.Path}' is broken there.");
+                    chain.Add(next);
+                    image.MissingBackingFile = next;
+                    break;
+                }
                 throw new KvmOcException(ErrorKind.NotFound, "QcowBackingFileMissing",
                     $"'{current.Path}': backing file '{current.BackingFile}' (resolved to '{next}') does not exist.", image.Path,
                     "Restore the backing file, or recreate the overlay against the right base.");
+            }
             if (chain.Count >= MaxChainDepth)
                 throw new KvmOcException(ErrorKind.InvalidData, "QcowBackingChainTooDeep", $"'{image.Path}': backing chain is deeper than {MaxChainDepth} images.", image.Path);
             var link = ReadOne(next, current.BackingFormat, out var linkKey);
@@ -72,17 +85,8 @@ public static class QcowReader
     static QcowImage ReadOne(string path, string? forcedFormat, out (ulong, ulong)? key)
     {
         string full = System.IO.Path.GetFullPath(path);
-        if (Directory.Exists(full))
-            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowPathIsDirectory", $"'{full}' is a directory, not an image file.", full);
-        SafeFileHandle handle;
-        try
-        {
-            handle = File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw KvmOcException.FromIo(e, "QcowOpenFailed", $"Cannot open '{full}'", full);
-        }
+        // Never blocks: a FIFO, socket or character device is refused before and after the (O_NONBLOCK) open.
+        SafeFileHandle handle = FileKind.OpenRead(full, "Image", "QcowOpenFailed", allowBlockDevice: true, directoryId: "QcowPathIsDirectory", notFileId: "QcowPathNotRegularFile");
         using (handle)
         {
             QcowImage image;

@@ -128,13 +128,14 @@ public static class GuestLauncher
         var qemu = ToolRunner.Which(o.QemuPath) ?? throw new KvmOcException(ErrorKind.NotInstalled, "QemuNotInstalled",
             $"'{o.QemuPath}' is not installed.", o.QemuPath, "Install it: apt-get install qemu-system-x86");
 
-        if (disk is not null && !File.Exists(disk))
+        if (disk is not null && FileKind.RequireFile(disk, "The disk", allowBlockDevice: true, directoryId: "DiskPathIsDirectory", notFileId: "DiskNotRegularFile") == PathKind.Missing)
             throw new KvmOcException(ErrorKind.NotFound, "DiskNotFound", $"The disk '{disk}' of guest '{name}' does not exist.", disk, "Create it first, e.g. New-QcowOverlay -BackingPath base.qcow2.");
+        if (disk is not null) CheckBackingChain(disk, name);
         string? kernel = o.Kernel is null ? null : Path.GetFullPath(o.Kernel), initrd = o.Initrd is null ? null : Path.GetFullPath(o.Initrd);
         if (kernel is null && (initrd is not null || o.KernelArguments is not null))
             throw new KvmOcException(ErrorKind.InvalidArgument, "KernelRequired", "-Initrd and -KernelArguments need -Kernel (direct kernel boot).", name);
         foreach (var f in new[] { kernel, initrd })
-            if (f is not null && !File.Exists(f))
+            if (f is not null && FileKind.RequireFile(f, "The boot file", directoryId: "BootFileIsDirectory", notFileId: "BootFileNotRegularFile") == PathKind.Missing)
                 throw new KvmOcException(ErrorKind.NotFound, "BootFileNotFound", $"'{f}' does not exist.", f, "Get-KvmTinyGuest returns a kernel and an initramfs that exist.");
         if (disk is null && kernel is null)
             throw new KvmOcException(ErrorKind.InvalidArgument, "NothingToBoot", $"Guest '{name}' has neither a disk nor a kernel to boot.", name, "Give -DiskPath, or -Kernel/-Initrd (Get-KvmTinyGuest | Start-KvmGuest -Name t1).");
@@ -267,7 +268,8 @@ public static class GuestLauncher
         {
             return await StartOnceAsync(plan, observer, ct, roots).ConfigureAwait(false);
         }
-        catch (KvmOcException e) when (plan.TcgFallbackArguments is not null && e.ErrorId == "QemuStartFailed")
+        // Only a failure of KVM itself falls back to TCG: a missing or locked file fails the same under TCG.
+        catch (KvmOcException e) when (plan.TcgFallbackArguments is not null && e.ErrorId == "QemuStartFailed" && e.Kind == ErrorKind.InvalidOperation)
         {
             observer.Warning($"QEMU failed under KVM ({e.Message}); starting guest '{plan.Name}' under TCG emulation instead, much slower than KVM.");
             return await StartOnceAsync(UnderTcg(plan), observer, ct, roots).ConfigureAwait(false);
@@ -421,13 +423,28 @@ public static class GuestLauncher
     {
         try
         {
-            using var f = File.OpenRead(path);
+            using var h = FileKind.OpenRead(path, "The disk", "DiskUnreadable", allowBlockDevice: true, directoryId: "DiskPathIsDirectory", notFileId: "DiskNotRegularFile");
             Span<byte> magic = stackalloc byte[4];
-            return f.Read(magic) == 4 && magic.SequenceEqual(new byte[] { 0x51, 0x46, 0x49, 0xfb }) ? "qcow2" : "raw";
+            return RandomAccess.Read(h, magic, 0) == 4 && magic.SequenceEqual(new byte[] { 0x51, 0x46, 0x49, 0xfb }) ? "qcow2" : "raw";
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw KvmOcException.FromIo(e, "DiskUnreadable", $"Cannot read the disk '{path}'", path);
+        }
+    }
+
+    /// <summary>A qcow2 disk whose backing chain is broken fails here (BackingFileMissing), not in QEMU.</summary>
+    static void CheckBackingChain(string disk, string name)
+    {
+        if (DiskFormat(disk) != "qcow2") return;
+        try
+        {
+            var image = Qcow.QcowReader.ReadHeader(disk);
+            Qcow.QcowReader.ResolveChain(image, null, null);
+        }
+        catch (KvmOcException e) when (e.ErrorId == "QcowBackingFileMissing")
+        {
+            throw new KvmOcException(ErrorKind.NotFound, "BackingFileMissing", $"Guest '{name}': {e.Message}", disk, e.Hint, e);
         }
     }
 
@@ -447,17 +464,19 @@ public static class GuestLauncher
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
-    /// <summary>Removes the files a run directory holds and the directory when it is then empty. Never touches disks.</summary>
+    /// <summary>
+    /// Removes a guest's whole run directory (QMP socket, pid file, serial log, cmdline.json, balloon-target and whatever
+    /// else was kept there), so that the next guest of that name starts with nothing inherited. Disks never live there;
+    /// a run directory that is a symbolic link loses only the link.
+    /// </summary>
     internal static void RemoveRunDirectory(string runDir)
     {
         try
         {
-            foreach (var f in RunFiles)
-            {
-                var p = Path.Combine(runDir, f);
-                if (File.Exists(p)) File.Delete(p);
-            }
-            if (Directory.Exists(runDir) && !Directory.EnumerateFileSystemEntries(runDir).Any()) Directory.Delete(runDir);
+            var info = new DirectoryInfo(runDir);
+            if (!info.Exists && info.LinkTarget is null) return;
+            if (info.LinkTarget is not null) { File.Delete(runDir); return; }
+            info.Delete(recursive: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }

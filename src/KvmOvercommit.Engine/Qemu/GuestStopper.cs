@@ -96,12 +96,45 @@ public static class GuestStopper
         var socket = guest.QmpSocket ?? proc.QmpSocket;
         GuestStopMethod method;
 
+        // Another user's guest: PermissionDenied at once (kill(pid, 0) is EPERM), not a wait that ends in a timeout.
+        if (GuestLauncher.kill(pid, 0) != 0 && System.Runtime.InteropServices.Marshal.GetLastPInvokeError() == Errno.EPERM)
+            throw PermissionDenied(guest.Name, pid);
+
+        // Graceful means QMP: keep trying until -TimeoutSeconds (a busy socket: QEMU greets the next client only when
+        // the one it serves leaves), then fail and leave the guest running. SIGTERM only for a guest without any QMP
+        // socket, or with -Force.
         QmpClient? qmp = null;
-        if (socket is not null)
+        if (socket is not null && FileKind.Of(socket) != PathKind.Missing)
         {
-            try { qmp = await QmpClient.ConnectAsync(socket, TimeSpan.FromSeconds(3), ct).ConfigureAwait(false); }
-            catch (KvmOcException e) { observer.Warning($"Guest '{guest.Name}': QMP not reachable ({e.Message})."); }
+            try
+            {
+                qmp = await KvmGuestInventory.ConnectAsync(socket, o.Timeout, ct).ConfigureAwait(false);
+            }
+            catch (KvmOcException e) when (e.ErrorId == "QmpSocketMissing")
+            {
+                socket = null; // deleted meanwhile: no QMP socket at all
+            }
+            catch (KvmOcException e) when (e.Kind == ErrorKind.PermissionDenied)
+            {
+                throw PermissionDenied(guest.Name, pid, e);
+            }
+            catch (KvmOcException e) when (!o.Force)
+            {
+                throw new KvmOcException(ErrorKind.ResourceBusy, "GuestQmpBusy",
+                    $"Guest '{guest.Name}' (pid {pid}) did not answer on its QMP socket '{socket}' within {o.Timeout.TotalSeconds:0.#} s ({e.Message}); it was left running.", guest.Name,
+                    "Another client probably holds its QMP connection (QEMU serves one at a time, e.g. Measure-KvmGuestIops -Continuous): end it and stop again, give a longer -TimeoutSeconds, or -Force to end the guest with SIGTERM (no ACPI power-down).", e);
+            }
+            catch (KvmOcException e)
+            {
+                observer.Warning($"Guest '{guest.Name}': QMP not reachable within {o.Timeout.TotalSeconds:0.#} s ({e.Message}); -Force: sending SIGTERM.");
+            }
         }
+        else if (socket is not null)
+        {
+            socket = null;
+        }
+        if (socket is null && qmp is null && !o.TurnOff)
+            observer.Warning($"Guest '{guest.Name}' has no QMP socket, so it cannot be powered down gracefully; sending SIGTERM (QEMU quits).");
         try
         {
             if (!o.TurnOff && qmp is not null)
@@ -115,10 +148,6 @@ public static class GuestStopper
                 }
                 observer.Verbose($"Guest '{guest.Name}' did not power off within {o.Timeout.TotalSeconds:0} s; QMP quit.");
             }
-            else if (!o.TurnOff)
-            {
-                observer.Warning($"Guest '{guest.Name}' has no reachable QMP socket, so it cannot be powered down gracefully; sending SIGTERM (QEMU quits).");
-            }
 
             if (qmp is not null)
             {
@@ -130,7 +159,8 @@ public static class GuestStopper
             else
             {
                 observer.Verbose($"Guest '{guest.Name}' (pid {pid}): SIGTERM");
-                if (ProcessLiveness.IsAlive(roots, pid, ticks)) GuestLauncher.kill(pid, 15);
+                if (ProcessLiveness.IsAlive(roots, pid, ticks) && GuestLauncher.kill(pid, 15) != 0 && System.Runtime.InteropServices.Marshal.GetLastPInvokeError() == Errno.EPERM)
+                    throw PermissionDenied(guest.Name, pid);
                 method = GuestStopMethod.Terminate;
             }
             if (!await WaitForExitAsync(roots, pid, ticks, o.QuitTimeout, guest.Name, observer, ct).ConfigureAwait(false))
@@ -156,6 +186,10 @@ public static class GuestStopper
         result.RunDirectory = runDir;
         return (result, method);
     }
+
+    static KvmOcException PermissionDenied(string name, int pid, Exception? inner = null) => new(ErrorKind.PermissionDenied, "GuestStopPermissionDenied",
+        $"Permission denied: guest '{name}' (pid {pid}) belongs to another user; it was left running.", name,
+        "Run as root (sudo pwsh, or sudo kvmoc), or as the user who started the guest.", inner);
 
     static async Task<bool> WaitForExitAsync(HostRoots roots, int pid, ulong? ticks, TimeSpan timeout, string name, IOperationObserver observer, CancellationToken ct)
     {

@@ -138,7 +138,8 @@ public sealed class KvmGuestInventory
         cts.CancelAfter(timeout);
         try
         {
-            return await QmpClient.ConnectAsync(socket, timeout, cts.Token).ConfigureAwait(false);
+            // The guest runs, so its socket exists: a missing one is QmpSocketMissing at once, not a retry until timeout.
+            return await QmpClient.ConnectAsync(socket, timeout, cts.Token, waitForSocket: false).ConfigureAwait(false);
         }
         catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
         {

@@ -66,28 +66,47 @@ public sealed class QmpClient : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
-    /// Connects to a QMP socket, reads the greeting and sends qmp_capabilities. Retries while the socket does not
-    /// exist or refuses connections, until <paramref name="connectTimeout"/> (default 5 s) has passed.
+    /// Connects to a QMP socket, reads the greeting and sends qmp_capabilities. Retries while the socket refuses
+    /// connections (and, with <paramref name="waitForSocket"/>, while it does not exist yet: a guest being started),
+    /// until <paramref name="connectTimeout"/> (default 5 s) has passed. Without <paramref name="waitForSocket"/> a missing
+    /// socket is NotFound (QmpSocketMissing) at once. A socket the caller may not connect to is PermissionDenied
+    /// (QmpPermissionDenied). A socket busy with another client (QEMU serves one at a time and never greets the next
+    /// one until the first leaves) is Timeout (QmpTimeout) when the greeting does not come in time.
     /// </summary>
-    public static async Task<QmpClient> ConnectAsync(string socketPath, TimeSpan? connectTimeout = null, CancellationToken cancellationToken = default)
+    public static async Task<QmpClient> ConnectAsync(string socketPath, TimeSpan? connectTimeout = null, CancellationToken cancellationToken = default, bool waitForSocket = true)
     {
         var deadline = DateTime.UtcNow + (connectTimeout ?? TimeSpan.FromSeconds(5));
         Socket socket;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            bool missing = FileKind.Of(socketPath) == PathKind.Missing;
+            if (missing && !waitForSocket)
+                throw Missing(socketPath);
             socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             try
             {
                 await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken).ConfigureAwait(false);
                 break;
             }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.AccessDenied || e.ErrorCode is Errno.EACCES or Errno.EPERM)
+            {
+                socket.Dispose();
+                throw new KvmOcException(ErrorKind.PermissionDenied, "QmpPermissionDenied", $"Permission denied on the QMP socket '{socketPath}'.", socketPath,
+                    "The guest belongs to another user: run as root (sudo pwsh, or sudo kvmoc), or as the user who started it.", e);
+            }
             catch (SocketException e) when (e.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.ConnectionRefused or SocketError.TryAgain || e.ErrorCode == Errno.ENOENT)
             {
                 socket.Dispose();
+                // .NET reports a unix socket path that does not exist as "Cannot assign requested address": say what it is.
+                bool gone = FileKind.Of(socketPath) == PathKind.Missing;
+                if (gone && !waitForSocket) throw Missing(socketPath);
                 if (DateTime.UtcNow >= deadline)
-                    throw new KvmOcException(ErrorKind.ConnectionError, "QmpConnectFailed", $"Cannot connect to the QMP socket '{socketPath}': {e.Message}", socketPath,
-                        "Is the guest running? Its QMP socket is in its run directory (qmp.sock).", e);
+                    throw gone
+                        ? new KvmOcException(ErrorKind.NotFound, "QmpSocketMissing", $"The QMP socket '{socketPath}' did not appear within {(connectTimeout ?? TimeSpan.FromSeconds(5)).TotalSeconds:0.#} s.", socketPath,
+                            "Is the guest running? Its QMP socket is in its run directory (qmp.sock).", e)
+                        : new KvmOcException(ErrorKind.ConnectionError, "QmpConnectFailed", $"Cannot connect to the QMP socket '{socketPath}': {e.Message}", socketPath,
+                            "Is the guest running? Its QMP socket is in its run directory (qmp.sock).", e);
                 await Task.Delay(50, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
@@ -103,7 +122,7 @@ public sealed class QmpClient : IAsyncDisposable, IDisposable
             client._reader = Task.Run(client.ReadLoopAsync);
             var remaining = deadline - DateTime.UtcNow;
             if (remaining < TimeSpan.FromSeconds(2)) remaining = TimeSpan.FromSeconds(2);
-            var greeting = await WaitAsync(client._greeting.Task, remaining, socketPath, "the QMP greeting", cancellationToken).ConfigureAwait(false);
+            var greeting = await WaitAsync(client._greeting.Task, remaining, socketPath, "QMP greeting", cancellationToken).ConfigureAwait(false);
             if (greeting.TryGetProperty("QMP", out var qmp) && qmp.TryGetProperty("version", out var v) && v.TryGetProperty("qemu", out var q))
                 client.QemuVersion = $"{q.GetProperty("major").GetInt32()}.{q.GetProperty("minor").GetInt32()}.{q.GetProperty("micro").GetInt32()}";
             await client.ExecuteAsync("qmp_capabilities", null, cancellationToken).ConfigureAwait(false);
@@ -115,6 +134,10 @@ public sealed class QmpClient : IAsyncDisposable, IDisposable
             throw;
         }
     }
+
+    static KvmOcException Missing(string socketPath) => new(ErrorKind.NotFound, "QmpSocketMissing",
+        $"The QMP socket '{socketPath}' does not exist.", socketPath,
+        "The guest is not running, or its QMP socket was deleted (Get-KvmGuest lists what runs; Stop-KvmGuest ends a guest without a QMP socket with SIGTERM).");
 
     /// <summary>One QMP command as UTF-8 JSON: {"execute":…,"id":…,"arguments":{…}}.</summary>
     internal static byte[] Message(string command, string id, JsonObject? arguments)
@@ -164,7 +187,7 @@ public sealed class QmpClient : IAsyncDisposable, IDisposable
             {
                 _writeLock.Release();
             }
-            var response = await WaitAsync(tcs.Task, CommandTimeout, SocketPath, $"the answer to '{command}'", cancellationToken).ConfigureAwait(false);
+            var response = await WaitAsync(tcs.Task, CommandTimeout, SocketPath, $"answer to '{command}'", cancellationToken).ConfigureAwait(false);
             if (response.TryGetProperty("error", out var error))
             {
                 var cls = error.TryGetProperty("class", out var c) ? c.GetString() ?? "GenericError" : "GenericError";
@@ -197,7 +220,7 @@ public sealed class QmpClient : IAsyncDisposable, IDisposable
             if (_closeReason is not null) return Task.FromException<QmpEvent>(Closedexception($"waiting for {eventName}"));
             _eventWaiters.Add((eventName, tcs));
         }
-        return WaitAsync(tcs.Task, timeout, SocketPath, $"the QMP event {eventName}", cancellationToken);
+        return WaitAsync(tcs.Task, timeout, SocketPath, $"QMP event {eventName}", cancellationToken);
     }
 
     static ErrorKind KindOf(string qmpClass) => qmpClass switch
@@ -220,7 +243,10 @@ public sealed class QmpClient : IAsyncDisposable, IDisposable
         }
         catch (TimeoutException e)
         {
-            throw new KvmOcException(ErrorKind.Timeout, "QmpTimeout", $"No {what} from '{target}' within {timeout.TotalSeconds:0.#} s.", target, "The guest may be hung; Stop-KvmGuest -Force ends it.", e);
+            throw new KvmOcException(ErrorKind.Timeout, "QmpTimeout", $"No {what} from '{target}' within {timeout.TotalSeconds:0.#} s.", target,
+                what == "QMP greeting"
+                    ? "Another client may hold the guest's QMP connection (QEMU serves one at a time), or the guest is hung."
+                    : "The guest may be hung; Stop-KvmGuest -Force ends it.", e);
         }
     }
 

@@ -23,20 +23,32 @@ namespace KvmOvercommit.Commands;
 /// <code>Get-DnsmasqLease | ConvertTo-AnsibleInventory -GroupBy '^(?&lt;group&gt;[a-z0-9]+)-' -User admin | Set-Content inventory.ini</code>
 /// <para>Writes an Ansible inventory of every leased host, grouped by the name prefix.</para>
 /// </example>
-[Cmdlet(VerbsCommon.Get, "DnsmasqLease")]
+[Cmdlet(VerbsCommon.Get, "DnsmasqLease", DefaultParameterSetName = "Path")]
 [OutputType(typeof(DnsmasqLease))]
 public sealed class GetDnsmasqLeaseCommand : KvmCmdlet
 {
     /// <summary>Lease files to read (dnsmasq lease files or libvirt *.status files); wildcards allowed. Default: the usual locations.</summary>
-    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "PSPath")]
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "Path")]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
+    [PathInputTransformation]
     public string[]? Path { get; set; }
+
+    /// <summary>Lease files taken literally (no wildcards); binds PSPath and FullName from the pipeline (Get-ChildItem).</summary>
+    [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "LiteralPath")]
+    [Alias("PSPath", "FullName", "LP")]
+    [ValidateNotNullOrEmpty]
+    public string[] LiteralPath { get; set; } = Array.Empty<string>();
 
     /// <inheritdoc />
     protected override void ProcessRecord()
     {
+        if (ParameterSetName == "LiteralPath")
+        {
+            foreach (var file in LiteralPath.Select(ResolvePath))
+                Invoke(() => WriteLeases(DnsmasqLeaseReader.ReadFile(file, SyncObserver)));
+            return;
+        }
         if (Path is null || Path.Length == 0)
         {
             Invoke(() => WriteLeases(new DnsmasqLeaseReader().ReadDefault(SyncObserver)));

@@ -30,7 +30,7 @@ public sealed class GetMdRaidCommand : KvmCmdlet
 
     /// <summary>A saved copy of /proc/mdstat to read instead of the live one.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "PSPath")]
+    [Alias("FullName", "PSPath", "LiteralPath")]
     public string? Path { get; set; }
 
     /// <inheritdoc />

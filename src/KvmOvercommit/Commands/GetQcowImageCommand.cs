@@ -23,21 +23,26 @@ namespace KvmOvercommit.Commands;
 /// <code>(Get-QcowImage win7-1.qcow2).BackingChain</code>
 /// <para>Every image below an overlay, down to the base.</para>
 /// </example>
-[Cmdlet(VerbsCommon.Get, "QcowImage")]
+[Cmdlet(VerbsCommon.Get, "QcowImage", DefaultParameterSetName = "Path")]
 [OutputType(typeof(QcowImage))]
 public sealed class GetQcowImageCommand : KvmCmdlet
 {
-    /// <summary>Image files to read (wildcards allowed; binds FullName/PSPath/Path from the pipeline).</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "PSPath")]
+    /// <summary>Image files to read (wildcards allowed; a path that names an existing file is taken literally); binds strings and files from the pipeline, and Path by property name.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "Path")]
     [SupportsWildcards]
+    [PathInputTransformation]
     public string[] Path { get; set; } = Array.Empty<string>();
+
+    /// <summary>Image files to read, taken literally (no wildcards: `[`, `]`, `*`, `?` are part of the name); binds PSPath and FullName from the pipeline (Get-ChildItem).</summary>
+    [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "LiteralPath")]
+    [Alias("PSPath", "FullName", "LP")]
+    public string[] LiteralPath { get; set; } = Array.Empty<string>();
 
     /// <inheritdoc />
     protected override void ProcessRecord()
     {
-        foreach (var pattern in Path)
-            foreach (var file in ResolveWildcardPath(pattern))
-                Invoke(() => WriteObject(QcowReader.Read(file, SyncObserver)));
+        var files = ParameterSetName == "LiteralPath" ? LiteralPath.Select(ResolvePath) : Path.SelectMany(ResolveWildcardPath);
+        foreach (var file in files)
+            Invoke(() => WriteObject(QcowReader.Read(file, SyncObserver)));
     }
 }

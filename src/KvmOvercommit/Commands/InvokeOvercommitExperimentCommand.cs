@@ -30,8 +30,9 @@ namespace KvmOvercommit.Commands;
 /// <code>(Invoke-OvercommitExperiment -GuestCount 2 -Duration 00:00:30).Profiles | Format-Table</code>
 /// <para>Compares the profiles: saved MiB, time to 90 %, ksmd CPU, overcommit ratio, guests that would still fit.</para>
 /// </example>
-[Cmdlet(VerbsLifecycle.Invoke, "OvercommitExperiment", SupportsShouldProcess = true)]
-[OutputType(typeof(ExperimentResult))]
+[Cmdlet(VerbsLifecycle.Invoke, "OvercommitExperiment", SupportsShouldProcess = true, DefaultParameterSetName = "Run")]
+[OutputType(typeof(ExperimentResult), ParameterSetName = new[] { "Run" })]
+[OutputType(typeof(HostJournal), ParameterSetName = new[] { "Recover" })]
 public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
 {
     /// <summary>The base image of the guests' overlays (opened read-only, never written). Default: the tiny guest on a small empty base the experiment creates.</summary>
@@ -111,12 +112,34 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
     [ValidateNotNullOrEmpty]
     public string? RunDirectory { get; set; }
 
+    /// <summary>
+    /// Undoes an experiment that was killed (kill -9, a crash): from its journal under /run/kvmovercommit/.journal, stops
+    /// its guests, deletes only the files and folders it created and restores the KSM settings it found; then removes the
+    /// journal. Returns each journal recovered. Every other parameter is ignored.
+    /// </summary>
+    [Parameter(Mandatory = true, ParameterSetName = "Recover")]
+    public SwitchParameter Recover { get; set; }
+
     /// <inheritdoc />
     protected override bool WaitForWorkOnStop => true;
 
     /// <inheritdoc />
     protected override void ProcessRecord()
     {
+        if (Recover)
+        {
+            var dead = HostJournal.FindDead(null, HostJournal.ExperimentKind);
+            if (dead.Count == 0) { WriteVerbose("No journal of a dead experiment found: nothing to recover."); return; }
+            var approved = dead.Where(j => ShouldProcess(j.JournalPath,
+                $"Recover experiment {j.Id}: stop {j.Guests.Count} guest(s), delete {j.Files.Count} file(s) and {j.Folders.Count} folder(s) it created, restore the KSM settings it found")).Select(j => j.JournalPath).ToHashSet();
+            if (approved.Count == 0) return;
+            InvokeAsync(async (observer, emit, ct) =>
+            {
+                foreach (var j in await HostJournal.RecoverAsync(HostJournal.ExperimentKind, null, observer, ct, shouldProcess: j => approved.Contains(j.JournalPath)).ConfigureAwait(false))
+                    emit(j);
+            }, terminating: true);
+            return;
+        }
         var options = new ExperimentOptions
         {
             BaseImage = BaseImage is null ? null : ResolvePath(BaseImage),
@@ -139,6 +162,13 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
         ExperimentPlan? plan = null;
         Invoke(() => plan = OvercommitExperiment.Plan(options, SyncObserver), terminating: true);
         if (plan is null || !ShouldProcess(plan.Describe(), "Run the overcommit experiment? It starts guests and tunes KSM.", "Invoke-OvercommitExperiment")) return;
-        InvokeAsync(async (observer, emit, ct) => emit(await OvercommitExperiment.RunAsync(plan, observer, ct).ConfigureAwait(false)), terminating: true);
+        // A report that cannot be written is a non-terminating error after the result (which is written anyway).
+        InvokeAsyncWithErrors(async (observer, emit, error, ct) =>
+        {
+            Engine.KvmOcException? reportError = null;
+            var result = await OvercommitExperiment.RunAsync(plan, observer, ct, e => reportError = e).ConfigureAwait(false);
+            emit(result);
+            if (reportError is not null) error(reportError);
+        }, terminating: true);
     }
 }

@@ -25,7 +25,7 @@ namespace KvmOvercommit.Commands;
 /// <code>New-QcowOverlay win7-1.qcow2 -BackingPath win7-base.qcow2 -Force -WhatIf</code>
 /// <para>Shows what would be replaced; writes nothing.</para>
 /// </example>
-[Cmdlet(VerbsCommon.New, "QcowOverlay", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsCommon.New, "QcowOverlay", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "Path")]
 [OutputType(typeof(QcowImage))]
 public sealed class NewQcowOverlayCommand : KvmCmdlet
 {
@@ -34,9 +34,15 @@ public sealed class NewQcowOverlayCommand : KvmCmdlet
     QcowBacking? _backing;
     string? _backingKey;
 
-    /// <summary>Overlay files to create (from the pipeline by value).</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
+    /// <summary>Overlay files to create (taken literally, no wildcards); from the pipeline by value: strings and files only.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ParameterSetName = "Path")]
+    [PathInputTransformation]
     public string[] Path { get; set; } = Array.Empty<string>();
+
+    /// <summary>The same as -Path (overlay paths are always literal); binds PSPath and FullName from the pipeline.</summary>
+    [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "LiteralPath")]
+    [Alias("PSPath", "FullName", "LP")]
+    public string[] LiteralPath { get; set; } = Array.Empty<string>();
 
     /// <summary>The backing (base) image; opened read-only.</summary>
     [Parameter(Mandatory = true, Position = 1)]
@@ -86,7 +92,7 @@ public sealed class NewQcowOverlayCommand : KvmCmdlet
                 _backingKey = key;
             }
         }, terminating: true);
-        foreach (var p in Path)
+        foreach (var p in ParameterSetName == "LiteralPath" ? LiteralPath : Path)
         {
             string target = ResolvePath(p);
             Invoke(() =>

@@ -127,7 +127,7 @@ public sealed class SetKsmTuningCommand : KvmCmdlet
             AdvisorMinPagesToScan = AdvisorMinPagesToScan,
             AdvisorMaxPagesToScan = AdvisorMaxPagesToScan,
         };
-        if (Profile is KsmTuningProfile p) wanted = KsmTuning.ForProfile(p).With(wanted);
+        if (Profile is KsmTuningProfile p) wanted = KsmTuning.ForProfile(p, wanted);
         if (wanted.IsEmpty())
             throw new Engine.KvmOcException(Engine.ErrorKind.InvalidArgument, "KsmNothingToSet", "No setting given.", null, "Give -Profile or at least one knob, e.g. -PagesToScan 20000.");
         var tuner = new KsmTuner(observer: SyncObserver);

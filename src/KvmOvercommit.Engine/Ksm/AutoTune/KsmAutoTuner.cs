@@ -15,6 +15,10 @@ public sealed class KsmAutoTuneOptions
     public long ExitPagesToScan { get; set; } = 100;
     /// <summary>…and sleep_millisecs (the kernel's defaults, 100 pages every 20 ms).</summary>
     public long ExitSleepMilliseconds { get; set; } = 20;
+    /// <summary>Keep a journal (rate found, exit rate) so that a killed run can be recovered (-Recover); the experiment, which journals itself, turns it off.</summary>
+    public bool Journal { get; set; } = true;
+    /// <summary>Where the journal is kept (default <see cref="Experiment.HostJournal.DefaultDirectory"/>).</summary>
+    public string? JournalDirectory { get; set; }
 }
 
 /// <summary>
@@ -60,6 +64,8 @@ public static class KsmAutoTuner
         (long exitPages, long exitSleep) = ExitRate(start.PagesToScan, start.SleepMilliseconds, options.ExitPagesToScan, options.ExitSleepMilliseconds);
         result.ExitPagesToScan = exitPages;
         result.ExitSleepMilliseconds = exitSleep;
+        // Before the first write: a journal of the rate found, so that kill -9 can be undone (-Recover).
+        var journal = Experiment.HostJournal.ForAutoTune(options, exitPages, exitSleep);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         double? cpu0 = sampler.ReadKsmdCpuSeconds();
         var lastProgress = TimeSpan.FromSeconds(-10);
@@ -121,6 +127,7 @@ public static class KsmAutoTuner
         finally
         {
             LeaveLow(tuner, roots, exitPages, exitSleep, observer);
+            journal?.Complete();
             observer.Progress(new ProgressInfo("KSM adaptive tuning", "done", 100, 0, Completed: true));
         }
         result.Duration = clock.Elapsed;

@@ -1,0 +1,81 @@
+using System.Diagnostics;
+using KvmOvercommit.Engine.Ksm;
+using KvmOvercommit.Engine.Qemu;
+using KvmOvercommit.Engine.Tests.Guests;
+using KvmOvercommit.Engine.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace KvmOvercommit.Engine.Tests.Memory;
+
+/// <summary>
+/// Memory beyond KSM on real tiny guests (TCG): merge opt-out, free page reporting, balloon statistics. Every guest is
+/// killed by the fixture; KSM settings are restored exactly.
+/// </summary>
+[Collection(HostSerialCollection.Name)]
+public class MemoryHostTests
+{
+    readonly ITestOutputHelper _out;
+    public MemoryHostTests(ITestOutputHelper output) => _out = output;
+
+    static long? ProcLong(int pid, string file)
+    {
+        try { return long.Parse(File.ReadAllText($"/proc/{pid}/{file}").Trim(), System.Globalization.CultureInfo.InvariantCulture); }
+        catch (IOException) { return null; }
+    }
+
+    [SkippableFact]
+    public async Task AGuestWithMemoryMergeOffMergesNothingWhileItsIdenticalTwinMerges()
+    {
+        Prereq.RequireRoot();
+        Prereq.RequireKsm();
+        using var f = await GuestFixture.CreateAsync();
+        using var guard = new KsmSettingsGuard();
+        var start = KsmStatReader.Read();
+        new KsmTuner().Set(KsmTuning.ForProfile(KsmTuningProfile.Aggressive).With(new KsmTuning { AdvisorMode = start.AdvisorMode is null ? null : "none", Run = KsmRunState.Merging }));
+
+        var closedOptions = f.TinyOptions(f.Name("mem-nomerge"), kernelArgs: "kvmoc.fill=16,3");
+        closedOptions.MemoryMerge = false;
+        var closed = await f.StartAsync(closedOptions);
+        var twin = await f.StartAsync(f.TinyOptions(f.Name("mem-twin"), kernelArgs: "kvmoc.fill=16,3"));
+        Assert.False(closed.MemoryMerge);
+        Assert.True(twin.MemoryMerge);
+        Assert.Contains("mem-merge=off", File.ReadAllText(Path.Combine(closed.RunDirectory!, GuestLauncher.CommandLineFile)));
+        await GuestFixture.WaitForSerialAsync(closed, TinyGuestInit.ReadyMarker);
+        await GuestFixture.WaitForSerialAsync(twin, TinyGuestInit.ReadyMarker);
+
+        // Wait until the twin merged its repeated fill (16 copies of one 1 MiB block), then two more full scans.
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < TimeSpan.FromSeconds(90) && !(ProcLong(twin.Id, "ksm_merging_pages") > 2048)) await Task.Delay(500);
+        long scans = KsmStatReader.Read().FullScans ?? 0;
+        while (sw.Elapsed < TimeSpan.FromSeconds(120) && (KsmStatReader.Read().FullScans ?? 0) < scans + 2) await Task.Delay(200);
+
+        long twinPages = ProcLong(twin.Id, "ksm_merging_pages") ?? -1, closedPages = ProcLong(closed.Id, "ksm_merging_pages") ?? -1;
+        _out.WriteLine($"ksm_merging_pages: mem-merge=off {closedPages}, twin {twinPages}; full scans {KsmStatReader.Read().FullScans - scans} after the twin merged");
+        Assert.True(twinPages > 2048, $"twin merged {twinPages} pages");
+        Assert.Equal(0, closedPages);
+
+        // Get-KvmGuest reads it from the command line (as for a hand-started guest).
+        var listed = new KvmGuestInventory().Find(new[] { closed.Name, twin.Name }, null);
+        Assert.False(listed.Single(g => g.Id == closed.Id).MemoryMerge);
+        Assert.True(listed.Single(g => g.Id == twin.Id).MemoryMerge);
+        Assert.Equal(0, listed.Single(g => g.Id == closed.Id).KsmMergingPages);
+
+        foreach (var p in f.Running()) GuestLauncher.kill(p.Id, 9);
+        guard.Dispose();
+        Assert.Empty(guard.RemainingDifferences);
+    }
+
+    [SkippableFact]
+    public void AHandStartedGuestShowsItsMergeAndBalloonSettings()
+    {
+        using var hand = new GuestOps.HandStartedQemu(Prereq.RequireTool("qemu-system-x86_64"), "-machine", "pc,mem-merge=off", "-name", "guest=mem-hand-" + Guid.NewGuid().ToString("N")[..6],
+            "-m", "32", "-device", "virtio-balloon-pci,id=b0,free-page-reporting=on");
+        var g = new QemuProcessScanner().Read(hand.Pid);
+        Assert.NotNull(g);
+        Assert.False(g!.MemoryMerge);
+        Assert.True(g.FreePageReporting);
+        Assert.False(g.DeflateOnOom);
+        // QEMU did not madvise(MADV_MERGEABLE) any mapping: no VmFlags line carries "mg".
+        Assert.DoesNotContain(File.ReadAllText($"/proc/{hand.Pid}/smaps").Split('\n'), l => l.StartsWith("VmFlags:", StringComparison.Ordinal) && (l + " ").Contains(" mg ", StringComparison.Ordinal));
+    }
+}

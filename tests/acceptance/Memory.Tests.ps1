@@ -84,3 +84,31 @@ Describe 'Start-KvmGuest -MemoryMerge $false' {
         (Get-Help Start-KvmGuest -Parameter MemoryMerge | Out-String) | Should -Match 'mem-merge=off'
     }
 }
+
+Describe 'Start-KvmGuest -FreePageReporting' {
+    It 'gives at least 80% of a freed 64 MiB fill back to the host with reporting, at most 10% without' {
+        $with = Start-KvmGuest @Common -Name "fpr-$Suffix" -MemoryMB 192 -KernelArguments 'quiet kvmoc.fill=64,11,6' -FreePageReporting -PassThru
+        $without = Start-KvmGuest @Common -Name "nofpr-$Suffix" -MemoryMB 192 -KernelArguments 'quiet kvmoc.fill=64,12,6' -FreePageReporting:$false -PassThru
+        try {
+            $with.FreePageReporting | Should -BeTrue
+            $without.FreePageReporting | Should -BeFalse
+            Wait-Serial $with -TimeoutSeconds 120 | Should -BeTrue
+            $withFilled = (Get-KvmGuest -Id $with.Id).RssBytes
+            Wait-Serial $without -TimeoutSeconds 120 | Should -BeTrue
+            $withoutFilled = (Get-KvmGuest -Id $without.Id).RssBytes
+            Wait-Serial $with -Marker 'KVMOC-FREED' | Should -BeTrue
+            Wait-Serial $without -Marker 'KVMOC-FREED' | Should -BeTrue
+            $deadline = (Get-Date).AddSeconds(30)
+            do { Start-Sleep -Seconds 1; $back = ($withFilled - (Get-KvmGuest -Id $with.Id).RssBytes) / 64MB } while ($back -lt 0.9 -and (Get-Date) -lt $deadline)
+            Start-Sleep -Seconds 3
+            $back = ($withFilled - (Get-KvmGuest -Id $with.Id).RssBytes) / 64MB
+            $backWithout = ($withoutFilled - (Get-KvmGuest -Id $without.Id).RssBytes) / 64MB
+            Write-Host ("freed 64 MiB: {0:P0} back with free page reporting, {1:P0} without" -f $back, $backWithout)
+            $back | Should -BeGreaterOrEqual 0.8
+            $backWithout | Should -BeLessOrEqual 0.1
+        }
+        finally {
+            Stop-KvmGuest -Name $with.Name, $without.Name -TurnOff -Force -Confirm:$false -ErrorAction SilentlyContinue
+        }
+    }
+}

@@ -78,4 +78,46 @@ public class MemoryHostTests
         // QEMU did not madvise(MADV_MERGEABLE) any mapping: no VmFlags line carries "mg".
         Assert.DoesNotContain(File.ReadAllText($"/proc/{hand.Pid}/smaps").Split('\n'), l => l.StartsWith("VmFlags:", StringComparison.Ordinal) && (l + " ").Contains(" mg ", StringComparison.Ordinal));
     }
+
+    static long Rss(int pid) => (ProcFiles.StatusKb(File.ReadAllText($"/proc/{pid}/status"), "VmRSS") ?? 0);
+
+    [SkippableFact]
+    public async Task FreePageReportingGivesAFreedFillBackToTheHostAndWithoutItNothingComesBack()
+    {
+        using var f = await GuestFixture.CreateAsync();
+        const int fillMiB = 64;
+        var withOptions = f.TinyOptions(f.Name("fpr-on"), kernelArgs: $"kvmoc.fill={fillMiB},7,6");
+        withOptions.MemoryMB = 192;
+        withOptions.FreePageReporting = true;
+        var withoutOptions = f.TinyOptions(f.Name("fpr-off"), kernelArgs: $"kvmoc.fill={fillMiB},8,6");
+        withoutOptions.MemoryMB = 192;
+        withoutOptions.FreePageReporting = false;
+        var with = await f.StartAsync(withOptions);
+        var without = await f.StartAsync(withoutOptions);
+        Assert.True(with.FreePageReporting);
+        Assert.False(without.FreePageReporting);
+        await GuestFixture.WaitForSerialAsync(with, TinyGuestInit.ReadyMarker, TimeSpan.FromSeconds(120));
+        long withFilled = Rss(with.Id);
+        await GuestFixture.WaitForSerialAsync(without, TinyGuestInit.ReadyMarker, TimeSpan.FromSeconds(120));
+        long withoutFilled = Rss(without.Id);
+
+        await GuestFixture.WaitForSerialAsync(with, TinyGuestInit.FreedMarker, TimeSpan.FromSeconds(60));
+        await GuestFixture.WaitForSerialAsync(without, TinyGuestInit.FreedMarker, TimeSpan.FromSeconds(60));
+        // Page reporting runs 2 s after enough free memory gathers; give it time, then read both again.
+        var sw = Stopwatch.StartNew();
+        double withBack = 0;
+        while (sw.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            withBack = (double)(withFilled - Rss(with.Id)) / (fillMiB * Units.MiB);
+            if (withBack >= 0.9) break;
+            await Task.Delay(500);
+        }
+        if (sw.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(TimeSpan.FromSeconds(10) - sw.Elapsed); // the same wait for the guest without reporting
+        withBack = (double)(withFilled - Rss(with.Id)) / (fillMiB * Units.MiB);
+        double withoutBack = (double)(withoutFilled - Rss(without.Id)) / (fillMiB * Units.MiB);
+        _out.WriteLine($"{fillMiB} MiB filled then freed: with free page reporting RSS {withFilled / Units.MiB} → {Rss(with.Id) / Units.MiB} MiB ({withBack:P0} back); " +
+                       $"without: {withoutFilled / Units.MiB} → {Rss(without.Id) / Units.MiB} MiB ({withoutBack:P0} back), {sw.Elapsed.TotalSeconds:0.0} s after the free");
+        Assert.True(withBack >= 0.8, $"with reporting only {withBack:P0} of the fill came back");
+        Assert.True(withoutBack <= 0.1, $"without reporting {withoutBack:P0} came back");
+    }
 }

@@ -112,3 +112,43 @@ Describe 'Start-KvmGuest -FreePageReporting' {
         }
     }
 }
+
+Describe 'Get-KvmGuestMemory guest statistics' {
+    It 'shows what the guest itself has free and available, from the balloon statistics' {
+        $g = Start-KvmGuest @Common -Name "stats-$Suffix" -MemoryMB 128 -KernelArguments 'quiet kvmoc.fill=16,3' -PassThru
+        try {
+            Wait-Serial $g | Should -BeTrue
+            $m = Get-KvmGuest -Name $g.Name | Get-KvmGuestMemory
+            $m.StatsPollingIntervalSeconds | Should -Be 2
+            $m.StatsLastUpdate | Should -BeOfType [DateTimeOffset]
+            $m.GuestFreeBytes | Should -BeGreaterThan 0
+            $m.GuestAvailableBytes | Should -BeGreaterThan 0
+            $m.GuestTotalBytes | Should -BeLessOrEqual 128MB
+            $m.GuestMinorFaults | Should -BeGreaterThan 0
+            $m.GuestSwapOutBytes | Should -Be 0
+            $j = Invoke-Kvmoc guest memory $g.Name --json | ConvertFrom-Json
+            $j.GuestFreeBytes | Should -BeGreaterThan 0
+            $j.StatsPollingIntervalSeconds | Should -Be 2
+        }
+        finally {
+            Stop-KvmGuest -Name $g.Name -TurnOff -Force -Confirm:$false -ErrorAction SilentlyContinue
+        }
+    }
+
+    It 'leaves the statistics null where no guest reports them' {
+        $sock = Join-Path $Work "bare-$Suffix.sock"
+        $pidFile = Join-Path $Work "bare-$Suffix.pid"
+        & qemu-system-x86_64 -display none -nodefaults -name "guest=bare-$Suffix" -m 64 -device virtio-balloon-pci -qmp "unix:$sock,server=on,wait=off" -daemonize -pidfile $pidFile
+        $id = [int](Get-Content -LiteralPath $pidFile -Raw)
+        try {
+            $m = Get-KvmGuestMemory -Id $id -StatsIntervalSeconds 0
+            $m.ActualMB | Should -Be 64
+            $m.StatsLastUpdate | Should -BeNullOrEmpty
+            $m.GuestFreeBytes | Should -BeNullOrEmpty
+            $m.StatsPollingIntervalSeconds | Should -Be 0
+        }
+        finally {
+            Stop-Process -Id $id -Force -ErrorAction SilentlyContinue
+        }
+    }
+}

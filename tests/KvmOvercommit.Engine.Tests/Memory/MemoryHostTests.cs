@@ -120,4 +120,41 @@ public class MemoryHostTests
         Assert.True(withBack >= 0.8, $"with reporting only {withBack:P0} of the fill came back");
         Assert.True(withoutBack <= 0.1, $"without reporting {withoutBack:P0} came back");
     }
+
+    [SkippableFact]
+    public async Task TheBalloonStatisticsShowTheGuestsOwnViewAndAreNullWhereNoGuestReports()
+    {
+        using var f = await GuestFixture.CreateAsync();
+        var g = await f.StartAsync(f.TinyOptions(f.Name("stats"), kernelArgs: "kvmoc.fill=32,2"));
+        using var bare = new GuestOps.HandStartedQemu(Prereq.RequireTool("qemu-system-x86_64"), "-name", "guest=mem-bare-" + Guid.NewGuid().ToString("N")[..6], "-m", "64",
+            "-device", "virtio-balloon-pci"); // no guest OS: nobody answers the statistics request
+        await GuestFixture.WaitForSerialAsync(g, TinyGuestInit.ReadyMarker);
+
+        var m = await KvmGuestBalloon.GetAsync(g, 2, NullObserver.Instance, default);
+        _out.WriteLine($"free {m.GuestFreeMB} MiB, available {m.GuestAvailableMB} MiB, total {m.GuestTotalBytes / Units.MiB} MiB, caches {m.GuestDiskCachesBytes / Units.MiB} MiB, " +
+                       $"swap in/out {m.GuestSwapInBytes}/{m.GuestSwapOutBytes}, faults {m.GuestMajorFaults}/{m.GuestMinorFaults}, last update {m.StatsLastUpdate:O}, interval {m.StatsPollingIntervalSeconds}");
+        Assert.Equal(2, m.StatsPollingIntervalSeconds);
+        Assert.NotNull(m.StatsLastUpdate);
+        Assert.InRange(m.StatsLastUpdate!.Value, DateTimeOffset.UtcNow.AddSeconds(-30), DateTimeOffset.UtcNow.AddSeconds(5));
+        Assert.InRange(m.GuestTotalBytes!.Value, 64 * Units.MiB, 128 * Units.MiB);
+        Assert.InRange(m.GuestFreeBytes!.Value, 1, m.GuestTotalBytes!.Value - 32 * Units.MiB); // the 32 MiB fill is not free
+        Assert.InRange(m.GuestAvailableBytes!.Value, 1, m.GuestTotalBytes!.Value);
+        Assert.True(m.GuestMinorFaults > 0);
+        Assert.NotNull(m.GuestMajorFaults);
+        Assert.Equal(0, m.GuestSwapOutBytes); // no swap in the tiny guest
+
+        // Shrinking the balloon shows in the guest's own total.
+        await KvmGuestBalloon.ApplyAsync(KvmGuestBalloon.Plan(g, 96), true, TimeSpan.FromSeconds(30), NullObserver.Instance, default);
+        var sw = Stopwatch.StartNew();
+        KvmGuestMemory after;
+        do { await Task.Delay(500); after = await KvmGuestBalloon.GetAsync(g, 2, NullObserver.Instance, default); }
+        while (after.GuestTotalBytes > m.GuestTotalBytes - 24 * Units.MiB && sw.Elapsed < TimeSpan.FromSeconds(20));
+        Assert.True(after.GuestTotalBytes <= m.GuestTotalBytes - 24 * Units.MiB, $"guest total {after.GuestTotalBytes / Units.MiB} MiB after ballooning to 96 (was {m.GuestTotalBytes / Units.MiB})");
+
+        var none = await KvmGuestBalloon.GetAsync(new QemuProcessScanner().Read(bare.Pid)!, 2, NullObserver.Instance, default);
+        Assert.Null(none.StatsLastUpdate);
+        Assert.Null(none.GuestFreeBytes);
+        Assert.Null(none.GuestMajorFaults);
+        Assert.Equal(2, none.StatsPollingIntervalSeconds);
+    }
 }

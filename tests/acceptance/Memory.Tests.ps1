@@ -152,3 +152,27 @@ Describe 'Get-KvmGuestMemory guest statistics' {
         }
     }
 }
+
+Describe 'Get-OvercommitReport: the risk side' {
+    It 'shows KsmUnmergeRiskBytes, BalloonedBytes and SwapFreeBytes with the arithmetic' {
+        $g = Start-KvmGuest @Common -Name "risk-$Suffix" -MemoryMB 128 -PassThru
+        try {
+            Wait-Serial $g | Should -BeTrue
+            Set-KvmGuestMemory -Name $g.Name -TargetMB 64 -Wait
+            $r = Get-OvercommitReport -IopsSampleSeconds 0 -SkipDiskImages
+            $r.BalloonedBytes | Should -BeGreaterOrEqual 63MB
+            $r.BalloonedMiB | Should -BeGreaterOrEqual 63
+            $swapFree = [long](((Get-Content /proc/meminfo | Where-Object { $_ -like 'SwapFree:*' }) -split '\s+')[1]) * 1KB
+            $r.SwapFreeBytes | Should -Be $swapFree
+            $r.KsmUnmergeRiskBytes | Should -BeGreaterOrEqual 0
+            $r.KsmUnmergeRiskExceedsAvailable | Should -Be ($r.KsmUnmergeRiskBytes -gt $r.MemoryAvailableBytes + $r.SwapFreeBytes)
+            $r.Explanation | Where-Object { $_ -like 'KsmUnmergeRiskBytes = pages_sharing × page size = *' } | Should -Not -BeNullOrEmpty
+            $r.Explanation | Where-Object { $_ -like 'BalloonedBytes = sum of (-m − balloon actual)*' } | Should -Not -BeNullOrEmpty
+            $j = Invoke-Kvmoc report --iops-sample-seconds 0 --skip-disk-images --json | ConvertFrom-Json
+            $j.BalloonedBytes | Should -BeGreaterOrEqual 63MB
+        }
+        finally {
+            Stop-KvmGuest -Name $g.Name -TurnOff -Force -Confirm:$false -ErrorAction SilentlyContinue
+        }
+    }
+}

@@ -77,6 +77,8 @@ public sealed class GuestOpsCli : ICliCommandProvider, IGuestSubcommandProvider
         var timeout = new Option<int>("--timeout-seconds") { Description = "How long --wait waits.", DefaultValueFactory = _ => 30 };
         var whatIf = new Option<bool>("--what-if") { Description = "Say what would be set, set nothing." };
         foreach (var o in new Option[] { target, wait, timeout, whatIf }) cmd.Options.Add(o);
+        var statsInterval = new Option<int>("--stats-interval-seconds") { Description = "Turn the balloon's guest statistics on where they are off, polled this often; 0 reads only what is there.", DefaultValueFactory = _ => BalloonStatistics.DefaultPollingSeconds };
+        cmd.Options.Add(statsInterval);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
             var n = NonEmpty(parse.GetValue(names));
@@ -89,7 +91,7 @@ public sealed class GuestOpsCli : ICliCommandProvider, IGuestSubcommandProvider
             {
                 try
                 {
-                    if (t is null) { results.Add(await KvmGuestBalloon.GetAsync(g, ct).ConfigureAwait(false)); continue; }
+                    if (t is null) { results.Add(await KvmGuestBalloon.GetAsync(g, parse.GetValue(statsInterval), run, ct).ConfigureAwait(false)); continue; }
                     var plan = KvmGuestBalloon.Plan(g, t.Value);
                     if (parse.GetValue(whatIf)) { run.Err.WriteLine($"What if: {plan.Action} on {plan.Target}"); continue; }
                     results.Add(await KvmGuestBalloon.ApplyAsync(plan, parse.GetValue(wait), TimeSpan.FromSeconds(parse.GetValue(timeout)), run, ct).ConfigureAwait(false));

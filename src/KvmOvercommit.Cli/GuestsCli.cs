@@ -58,6 +58,12 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         var whatIf = new Option<bool>("--what-if") { Description = "Print the QEMU command lines, start nothing." };
         foreach (var o in new Option[] { name, memory, cpus, machine, accel, vnc, noVnc, vncAddress, network, bridge, mac, balloon, kernel, initrd, kargs, tiny, extra, stagger, runDir, timeout, whatIf })
             cmd.Options.Add(o);
+        // Memory beyond KSM (issue 14).
+        var noMerge = new Option<bool>("--no-memory-merge") { Description = "KSM never merges this guest's RAM (-machine mem-merge=off; Start-KvmGuest -MemoryMerge $false)." };
+        var fpr = new Option<bool>("--free-page-reporting") { Description = "Require the balloon's free page reporting (default: on where QEMU has it)." };
+        var noFpr = new Option<bool>("--no-free-page-reporting") { Description = "Turn the balloon's free page reporting off." };
+        var deflate = new Option<bool>("--deflate-on-oom") { Description = "The guest deflates the balloon before OOM-killing its own processes." };
+        foreach (var o in new Option[] { noMerge, fpr, noFpr, deflate }) cmd.Options.Add(o);
         cmd.Arguments.Add(disks);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
@@ -72,6 +78,9 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
                 k ??= image.Kernel;
                 i ??= image.Initrd;
             }
+            if (parse.GetValue(fpr) && parse.GetValue(noFpr))
+                throw new KvmOcException(ErrorKind.InvalidArgument, "FreePageReportingConflict", "--free-page-reporting and --no-free-page-reporting contradict each other.", "--free-page-reporting");
+            bool? reporting = parse.GetValue(fpr) ? true : parse.GetValue(noFpr) ? false : null;
             var items = paths.Length == 0 ? new string?[] { null } : paths.Select(p => (string?)p).ToArray();
             var started = new List<KvmGuest>();
             int launched = 0;
@@ -86,6 +95,7 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
                         Network = parse.GetValue(network), Bridge = parse.GetValue(bridge), MacAddress = parse.GetValue(mac), Balloon = parse.GetValue(balloon),
                         Kernel = k, Initrd = i, KernelArguments = parse.GetValue(kargs), ExtraArgument = parse.GetValue(extra) ?? Array.Empty<string>(),
                         RunDirectory = parse.GetValue(runDir), StartTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                        MemoryMerge = !parse.GetValue(noMerge), FreePageReporting = reporting, DeflateOnOom = parse.GetValue(deflate),
                     }, run);
                     if (parse.GetValue(whatIf))
                     {

@@ -90,6 +90,30 @@ public static class OvercommitCalculator
             }
         }
 
+        // Risk (issue 14): what the KSM saving costs if it goes away, and what the balloons hold back.
+        var warnings = new List<string>();
+        r.SwapFreeBytes = inp.SwapFreeBytes;
+        if (inp.KsmPagesSharing is { } sharing)
+        {
+            r.KsmUnmergeRiskBytes = sharing * inp.PageSize;
+            long cover = inp.MemoryAvailableBytes + inp.SwapFreeBytes;
+            r.KsmUnmergeRiskExceedsAvailable = r.KsmUnmergeRiskBytes > cover;
+            ex.Add($"KsmUnmergeRiskBytes = pages_sharing × page size = {sharing} × {inp.PageSize} = {Mib(r.KsmUnmergeRiskBytes.Value)}; covered by available + free swap = {Mib(inp.MemoryAvailableBytes)} + {Mib(inp.SwapFreeBytes)} = {Mib(cover)}"
+                + (r.KsmUnmergeRiskExceedsAvailable ? $": short by {Mib(r.KsmUnmergeRiskBytes.Value - cover)}" : ""));
+            if (r.KsmUnmergeRiskExceedsAvailable)
+                warnings.Add($"If KSM unmerged (run=2) or the guests' merged pages diverged, the host would need {Mib(r.KsmUnmergeRiskBytes.Value)} at once, but only {Mib(cover)} is available with free swap: the OOM killer would end guests. Add swap or memory, or run fewer guests.");
+        }
+        else
+        {
+            ex.Add("KsmUnmergeRiskBytes: none — this kernel has no KSM.");
+        }
+        var ballooned = guests.Where(g => g.BalloonActualBytes is not null).ToList();
+        r.BalloonedBytes = ballooned.Sum(g => Math.Max(0, g.MemoryBytes - g.BalloonActualBytes!.Value));
+        ex.Add(ballooned.Count == 0
+            ? "BalloonedBytes = 0: no guest's balloon could be read."
+            : $"BalloonedBytes = sum of (-m − balloon actual) over {ballooned.Count} guest(s) with a readable balloon = {Mib(ballooned.Sum(g => g.MemoryBytes))} − {Mib(ballooned.Sum(g => g.BalloonActualBytes!.Value))} = {Mib(r.BalloonedBytes)} (what the guests get back when their balloons deflate)");
+        r.Warnings = warnings.ToArray();
+
         // Disk
         var groups = new Dictionary<string, (int Count, long Virtual, Dictionary<string, long> Alloc)>(StringComparer.Ordinal);
         foreach (var disk in guests.SelectMany(g => g.Disks))

@@ -15,6 +15,8 @@ public sealed class GuestFacts
     public long? KsmMergingPages { get; set; }
     /// <summary>Disk image paths.</summary>
     public string[] Disks { get; set; } = Array.Empty<string>();
+    /// <summary>What the guest has now by its balloon (query-balloon "actual"), or null when unknown (no QMP or no balloon).</summary>
+    public long? BalloonActualBytes { get; set; }
 }
 
 /// <summary>One image file's sizes (from qemu-img info or the qcow2 reader).</summary>
@@ -53,6 +55,10 @@ public sealed class OvercommitInputs
     public double? CurrentIops { get; set; }
     /// <summary>Percent of host memory kept free in the capacity estimate.</summary>
     public double HeadroomPercent { get; set; } = 10;
+    /// <summary>KSM's pages_sharing (the pages KSM saves), or null without KSM.</summary>
+    public long? KsmPagesSharing { get; set; }
+    /// <summary>SwapFree.</summary>
+    public long SwapFreeBytes { get; set; }
 }
 
 /// <summary>Disk overcommit for the guests that share one base image.</summary>
@@ -125,6 +131,26 @@ public sealed class OvercommitReport
     public double? IopsPerGuest { get; set; }
     /// <summary>The arithmetic behind every figure, with the numbers.</summary>
     public string[] Explanation { get; set; } = Array.Empty<string>();
+
+    // The risk side (issue 14).
+
+    /// <summary>
+    /// pages_sharing × page size: the memory the host must find at once if KSM unmerges (run=2) or the guests' merged
+    /// pages diverge; null without KSM.
+    /// </summary>
+    public long? KsmUnmergeRiskBytes { get; set; }
+    /// <summary>KsmUnmergeRiskBytes in MiB.</summary>
+    public double? KsmUnmergeRiskMiB => Units.ToMiB(KsmUnmergeRiskBytes);
+    /// <summary>What the balloons hold back: the sum over guests of (-m − the balloon's actual size), for guests whose balloon could be read.</summary>
+    public long BalloonedBytes { get; set; }
+    /// <summary>BalloonedBytes in MiB.</summary>
+    public double BalloonedMiB => Units.ToMiB(BalloonedBytes);
+    /// <summary>SwapFree.</summary>
+    public long SwapFreeBytes { get; set; }
+    /// <summary>True when MemAvailable + SwapFree is less than KsmUnmergeRiskBytes: an unmerge would push the host into OOM.</summary>
+    public bool KsmUnmergeRiskExceedsAvailable { get; set; }
+    /// <summary>Warnings about the figures (Get-OvercommitReport also writes each as a warning).</summary>
+    public string[] Warnings { get; set; } = Array.Empty<string>();
     /// <summary>The guests the report was computed from.</summary>
     public GuestFacts[] Guests { get; set; } = Array.Empty<GuestFacts>();
     /// <summary>GuestMemoryBytes in MiB.</summary>

@@ -42,6 +42,9 @@ public sealed class OvercommitReportBuilder
                 Disks = g.Disks,
             }).ToList(),
         };
+        inputs.SwapFreeBytes = mem.SwapFreeBytes;
+        inputs.KsmPagesSharing = ReadKsmPagesSharing();
+        if (QueryBalloons) await FillBalloonsAsync(guests, inputs.Guests, observer, ct).ConfigureAwait(false);
         if (probeDisks)
         {
             foreach (var disk in inputs.Guests.SelectMany(g => g.Disks).Distinct(StringComparer.Ordinal))
@@ -61,12 +64,43 @@ public sealed class OvercommitReportBuilder
         return inputs;
     }
 
+    /// <summary>Ask each guest's QMP for its balloon (query-balloon) for BalloonedBytes; default true.</summary>
+    public bool QueryBalloons { get; set; } = true;
+
+    long? ReadKsmPagesSharing()
+    {
+        if (!Ksm.KsmStatReader.IsAvailable(_roots)) return null;
+        try { return Ksm.KsmStatReader.Read(_roots).PagesSharing; }
+        catch (KvmOcException) { return null; }
+    }
+
+    /// <summary>query-balloon of every guest with a QMP socket, in parallel, 2 s each; unreachable ones stay null.</summary>
+    static async Task FillBalloonsAsync(IReadOnlyList<KvmGuest> guests, List<GuestFacts> facts, IOperationObserver observer, CancellationToken ct)
+    {
+        using var gate = new SemaphoreSlim(16);
+        await Task.WhenAll(guests.Select(async (g, i) =>
+        {
+            if (g.QmpSocket is null) return;
+            await gate.WaitAsync(ct).ConfigureAwait(false);
+            try
+            {
+                var ret = await KvmGuestInventory.ExecuteOnceAsync(g.QmpSocket, "query-balloon", null, TimeSpan.FromSeconds(2), ct).ConfigureAwait(false);
+                if (ret.ValueKind == System.Text.Json.JsonValueKind.Object && ret.TryGetProperty("actual", out var a) && a.TryGetInt64(out long actual))
+                    facts[i].BalloonActualBytes = actual;
+            }
+            catch (KvmOcException e) { observer.Verbose($"Guest '{g.Name}': no balloon reading ({e.Message})."); }
+            finally { gate.Release(); }
+        })).ConfigureAwait(false);
+    }
+
     /// <summary>Gathers and computes.</summary>
     public async Task<OvercommitReport> BuildAsync(double headroomPercent, double iopsSeconds, bool probeDisks, IOperationObserver observer, CancellationToken ct)
     {
         if (headroomPercent is < 0 or >= 100)
             throw new KvmOcException(ErrorKind.InvalidArgument, "InvalidHeadroom", $"HeadroomPercent must be from 0 to below 100 (got {headroomPercent}).", headroomPercent);
         var inputs = await GatherAsync(headroomPercent, iopsSeconds, probeDisks, observer, ct).ConfigureAwait(false);
-        return OvercommitCalculator.Compute(inputs);
+        var report = OvercommitCalculator.Compute(inputs);
+        foreach (var w in report.Warnings) observer.Warning(w);
+        return report;
     }
 }

@@ -54,6 +54,20 @@ public sealed class GuestStartOptions
 
     public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(30);
     public string QemuPath { get; set; } = "qemu-system-x86_64";
+
+    // Memory beyond KSM (issue 14).
+
+    /// <summary>False: QEMU's <c>-machine mem-merge=off</c>, so KSM never merges this guest's RAM (a guest that must not share pages).</summary>
+    public bool MemoryMerge { get; set; } = true;
+
+    /// <summary>
+    /// The balloon's free page reporting (<c>free-page-reporting=on</c>: the guest hands freed memory back to the host).
+    /// Null: on where this QEMU's virtio-balloon-pci has the property; true: required (an error where QEMU lacks it); false: off.
+    /// </summary>
+    public bool? FreePageReporting { get; set; }
+
+    /// <summary>The balloon's <c>deflate-on-oom=on</c>: the guest deflates the balloon instead of OOM-killing its own processes.</summary>
+    public bool DeflateOnOom { get; set; }
 }
 
 /// <summary>What starting a guest will do: the exact QEMU command line and where its files go. Nothing is started yet.</summary>
@@ -185,7 +199,7 @@ public static class GuestLauncher
         var args = new List<string>
         {
             "-name", "guest=" + QemuOptionString.Escape(name),
-            "-machine", QemuOptionString.Escape(o.MachineType),
+            "-machine", QemuOptionString.Escape(o.MachineType) + (o.MemoryMerge ? "" : ",mem-merge=off"),
             "-accel", accel,
             "-m", o.MemoryMB.ToString(CultureInfo.InvariantCulture),
             "-smp", o.CpuCount.ToString(CultureInfo.InvariantCulture),
@@ -211,7 +225,9 @@ public static class GuestLauncher
                 args.AddRange(new[] { "-netdev", o.Bridge is null ? "tap,id=net0" : "bridge,id=net0,br=" + QemuOptionString.Escape(o.Bridge), "-device", $"virtio-net-pci,netdev=net0,mac={mac},romfile=" });
                 break;
         }
-        if (o.Balloon) args.AddRange(new[] { "-device", "virtio-balloon-pci,id=balloon0" });
+        if (o.Balloon) args.AddRange(new[] { "-device", BalloonDevice(o, qemu, observer) });
+        else if (o.FreePageReporting == true || o.DeflateOnOom)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "BalloonRequired", "-FreePageReporting and -DeflateOnOom are features of the balloon device; they need -Balloon (the default).", name);
         if (kernel is not null)
         {
             args.AddRange(new[] { "-kernel", kernel });
@@ -251,6 +267,28 @@ public static class GuestLauncher
             StartTimeout = o.StartTimeout,
             TcgFallbackArguments = tcgFallback,
         };
+    }
+
+    /// <summary>
+    /// The balloon device: <c>virtio-balloon-pci,id=balloon0</c> plus free page reporting (on by default where QEMU has
+    /// it) and deflate-on-oom when asked for.
+    /// </summary>
+    static string BalloonDevice(GuestStartOptions o, string qemu, IOperationObserver observer)
+    {
+        var device = "virtio-balloon-pci,id=balloon0";
+        bool report = o.FreePageReporting ?? false;
+        if (o.FreePageReporting != false)
+        {
+            bool supported = QemuDeviceProperties.Has(qemu, "virtio-balloon-pci", "free-page-reporting");
+            if (o.FreePageReporting == true && !supported)
+                throw new KvmOcException(ErrorKind.NotInstalled, "FreePageReportingNotSupported", $"'{qemu}' has no free-page-reporting property on virtio-balloon-pci (QEMU 5.1 or later has it).", qemu,
+                    "Upgrade QEMU, or start without -FreePageReporting.");
+            if (o.FreePageReporting is null && !supported) observer.Verbose($"'{qemu}' has no virtio-balloon-pci free-page-reporting: the guest's freed memory is not reported.");
+            report = supported;
+        }
+        if (report) device += ",free-page-reporting=on";
+        if (o.DeflateOnOom) device += ",deflate-on-oom=on";
+        return device;
     }
 
     /// <summary>The plan under TCG instead of KVM (see <see cref="GuestLaunchPlan.TcgFallbackArguments"/>).</summary>
@@ -338,6 +376,10 @@ public static class GuestLauncher
                 SerialLog = plan.SerialLog,
                 MacAddress = plan.MacAddress,
             };
+            var planned = QemuCommandLine.Parse(new[] { plan.Executable }.Concat(plan.Arguments).ToArray());
+            guest.MemoryMerge = planned.MemoryMerge;
+            guest.FreePageReporting = planned.BalloonFreePageReporting;
+            guest.DeflateOnOom = planned.BalloonDeflateOnOom;
             guest.Uptime = DateTimeOffset.UtcNow - guest.StartTime;
             observer.Verbose($"Guest '{plan.Name}' runs as pid {pid} ({guest.State}); QMP {plan.QmpSocket}");
             return guest;

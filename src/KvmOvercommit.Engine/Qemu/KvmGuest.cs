@@ -65,4 +65,15 @@ public sealed class KvmGuest
 
     /// <summary>The guest's first NIC MAC address, when known.</summary>
     public string? MacAddress { get; set; }
+
+    // Memory beyond KSM (issue 14), from the command line (also for guests started by hand).
+
+    /// <summary>False when KSM may not merge this guest's RAM (<c>-machine mem-merge=off</c>); QEMU's default is true.</summary>
+    public bool MemoryMerge { get; set; } = true;
+
+    /// <summary>The balloon's free page reporting (<c>free-page-reporting=on</c>); null without a balloon device.</summary>
+    public bool? FreePageReporting { get; set; }
+
+    /// <summary>The balloon's <c>deflate-on-oom</c>; null without a balloon device.</summary>
+    public bool? DeflateOnOom { get; set; }
 }

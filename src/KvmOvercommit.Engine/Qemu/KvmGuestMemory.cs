@@ -27,6 +27,120 @@ public sealed class KvmGuestMemory
     public double? PreviousActualMB { get; set; }
     /// <summary>When the balloon was read (UTC).</summary>
     public DateTimeOffset Timestamp { get; set; }
+
+    // The guest's own view: virtio-balloon statistics (QOM guest-stats). Null where the guest reports none.
+
+    /// <summary>Memory the guest has free (MemFree), in bytes; null when the guest reports none.</summary>
+    public long? GuestFreeBytes { get; set; }
+    /// <summary>GuestFreeBytes in MiB.</summary>
+    public double? GuestFreeMB { get; set; }
+    /// <summary>Memory the guest could use without swapping (MemAvailable), in bytes.</summary>
+    public long? GuestAvailableBytes { get; set; }
+    /// <summary>GuestAvailableBytes in MiB.</summary>
+    public double? GuestAvailableMB { get; set; }
+    /// <summary>Memory the guest kernel sees in total (MemTotal: -m minus the balloon), in bytes.</summary>
+    public long? GuestTotalBytes { get; set; }
+    /// <summary>The guest's page cache (disk caches it could drop), in bytes.</summary>
+    public long? GuestDiskCachesBytes { get; set; }
+    /// <summary>Bytes the guest swapped in since it booted.</summary>
+    public long? GuestSwapInBytes { get; set; }
+    /// <summary>Bytes the guest swapped out since it booted.</summary>
+    public long? GuestSwapOutBytes { get; set; }
+    /// <summary>The guest's major page faults since it booted.</summary>
+    public long? GuestMajorFaults { get; set; }
+    /// <summary>The guest's minor page faults since it booted.</summary>
+    public long? GuestMinorFaults { get; set; }
+    /// <summary>When the guest last sent its statistics (UTC); null when it never did.</summary>
+    public DateTimeOffset? StatsLastUpdate { get; set; }
+    /// <summary>How often QEMU asks the guest for statistics, in seconds (the balloon's guest-stats-polling-interval; 0 = never).</summary>
+    public long? StatsPollingIntervalSeconds { get; set; }
+}
+
+/// <summary>
+/// The virtio balloon's guest statistics over QMP: the balloon device's QOM path (qom-list of /machine/peripheral and
+/// /machine/peripheral-anon), turned on with qom-set guest-stats-polling-interval, read with qom-get guest-stats.
+/// </summary>
+public static class BalloonStatistics
+{
+    /// <summary>The polling interval Get-KvmGuestMemory sets where none is set (seconds).</summary>
+    public const int DefaultPollingSeconds = 2;
+
+    /// <summary>The QOM path of the guest's balloon device, or null when it has none.</summary>
+    public static async Task<string?> FindDevicePathAsync(QmpClient qmp, CancellationToken ct)
+    {
+        foreach (var parent in new[] { "/machine/peripheral", "/machine/peripheral-anon" })
+        {
+            JsonElement list;
+            try { list = await qmp.ExecuteAsync("qom-list", new System.Text.Json.Nodes.JsonObject { ["path"] = parent }, ct).ConfigureAwait(false); }
+            catch (KvmOcException e) when (e.ErrorId.StartsWith("Qmp", StringComparison.Ordinal) && e.Kind != ErrorKind.Timeout && e.Kind != ErrorKind.ConnectionError) { continue; }
+            if (list.ValueKind != JsonValueKind.Array) continue;
+            foreach (var item in list.EnumerateArray())
+            {
+                var type = item.TryGetProperty("type", out var t) ? t.GetString() : null;
+                if (type is not null && type.StartsWith("child<virtio-balloon", StringComparison.Ordinal) && item.TryGetProperty("name", out var n))
+                    return parent + "/" + n.GetString();
+            }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Fills the statistics of <paramref name="m"/>. With <paramref name="pollingSeconds"/> &gt; 0, a balloon that does not
+    /// poll yet is set to poll that often and the first report is awaited up to <paramref name="firstReport"/>.
+    /// </summary>
+    public static async Task FillAsync(QmpClient qmp, KvmGuestMemory m, int pollingSeconds, TimeSpan firstReport, IOperationObserver observer, CancellationToken ct)
+    {
+        var path = await FindDevicePathAsync(qmp, ct).ConfigureAwait(false);
+        if (path is null) return;
+        try
+        {
+            long interval = (await qmp.ExecuteAsync("qom-get", new System.Text.Json.Nodes.JsonObject { ["path"] = path, ["property"] = "guest-stats-polling-interval" }, ct).ConfigureAwait(false)).GetInt64();
+            bool turnedOn = false;
+            if (interval == 0 && pollingSeconds > 0)
+            {
+                observer.Verbose($"QMP {qmp.SocketPath}: qom-set {path} guest-stats-polling-interval {pollingSeconds}");
+                await qmp.ExecuteAsync("qom-set", new System.Text.Json.Nodes.JsonObject { ["path"] = path, ["property"] = "guest-stats-polling-interval", ["value"] = pollingSeconds }, ct).ConfigureAwait(false);
+                interval = pollingSeconds;
+                turnedOn = true;
+            }
+            var deadline = DateTime.UtcNow + (turnedOn ? firstReport : TimeSpan.Zero);
+            while (true)
+            {
+                var stats = await qmp.ExecuteAsync("qom-get", new System.Text.Json.Nodes.JsonObject { ["path"] = path, ["property"] = "guest-stats" }, ct).ConfigureAwait(false);
+                Apply(stats, m, interval);
+                if (m.StatsLastUpdate is not null || DateTime.UtcNow >= deadline) break;
+                await Task.Delay(200, ct).ConfigureAwait(false);
+            }
+        }
+        catch (KvmOcException e) when (e.ErrorId.StartsWith("Qmp", StringComparison.Ordinal) && e.Kind != ErrorKind.Timeout && e.Kind != ErrorKind.ConnectionError)
+        {
+            observer.Verbose($"Guest '{m.Name}': no balloon statistics: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Sets the statistics from qom-get guest-stats (<c>{"stats": {"stat-free-memory": …}, "last-update": …}</c>).
+    /// A value of -1 or a missing one (not reported by the guest), and every value while last-update is 0, becomes null.
+    /// </summary>
+    public static void Apply(JsonElement guestStats, KvmGuestMemory m, long? pollingIntervalSeconds)
+    {
+        m.StatsPollingIntervalSeconds = pollingIntervalSeconds;
+        long lastUpdate = guestStats.ValueKind == JsonValueKind.Object && guestStats.TryGetProperty("last-update", out var lu) && lu.TryGetInt64(out long l) ? l : 0;
+        JsonElement stats = default;
+        bool any = lastUpdate > 0 && guestStats.TryGetProperty("stats", out stats) && stats.ValueKind == JsonValueKind.Object;
+        long? Get(string key) => any && stats.TryGetProperty(key, out var v) && v.TryGetInt64(out long x) && x >= 0 ? x : null;
+        m.StatsLastUpdate = lastUpdate > 0 ? DateTimeOffset.FromUnixTimeSeconds(lastUpdate) : null;
+        m.GuestFreeBytes = Get("stat-free-memory");
+        m.GuestAvailableBytes = Get("stat-available-memory");
+        m.GuestTotalBytes = Get("stat-total-memory");
+        m.GuestDiskCachesBytes = Get("stat-disk-caches");
+        m.GuestSwapInBytes = Get("stat-swap-in");
+        m.GuestSwapOutBytes = Get("stat-swap-out");
+        m.GuestMajorFaults = Get("stat-major-faults");
+        m.GuestMinorFaults = Get("stat-minor-faults");
+        m.GuestFreeMB = m.GuestFreeBytes is { } fb ? Math.Round(Units.ToMiB(fb), 2) : null;
+        m.GuestAvailableMB = m.GuestAvailableBytes is { } ab ? Math.Round(Units.ToMiB(ab), 2) : null;
+    }
 }
 
 /// <summary>What Set-KvmGuestMemory will do to one guest: described for -WhatIf, then applied.</summary>
@@ -61,6 +175,20 @@ public static class KvmGuestBalloon
         await using var qmp = await KvmGuestInventory.ConnectAsync(socket, QmpTimeout, ct).ConfigureAwait(false);
         qmp.CommandTimeout = QmpTimeout;
         return await QueryAsync(qmp, guest, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Reads the balloon of one guest and its guest statistics; <paramref name="statsPollingSeconds"/> &gt; 0 turns the
+    /// statistics on where they are off (and waits up to 3 s for the guest's first report); 0 reads only what is there.
+    /// </summary>
+    public static async Task<KvmGuestMemory> GetAsync(KvmGuest guest, int statsPollingSeconds, IOperationObserver observer, CancellationToken ct)
+    {
+        var socket = RequireQmp(guest);
+        await using var qmp = await KvmGuestInventory.ConnectAsync(socket, QmpTimeout, ct).ConfigureAwait(false);
+        qmp.CommandTimeout = QmpTimeout;
+        var m = await QueryAsync(qmp, guest, ct).ConfigureAwait(false);
+        await BalloonStatistics.FillAsync(qmp, m, statsPollingSeconds, TimeSpan.FromSeconds(3), observer, ct).ConfigureAwait(false);
+        return m;
     }
 
     /// <summary>Checks the request and describes it; nothing is changed. TargetMB must be 1..MemoryMB.</summary>

@@ -383,6 +383,53 @@ public sealed class QemuCommandLine
         (a.Option == "device" && (QemuOptionString.Get(QemuOptionString.Parse(a.Value, "driver"), "driver") ?? "").StartsWith("virtio-balloon", StringComparison.Ordinal)
          || a.Option == "balloon" && a.Value.StartsWith("virtio", StringComparison.Ordinal)));
 
+    /// <summary>
+    /// Whether KSM may merge the guest's RAM: <c>-machine …,mem-merge=off</c> (or <c>-M</c>; the last setting wins) turns
+    /// it off; QEMU's default is on.
+    /// </summary>
+    public bool MemoryMerge
+    {
+        get
+        {
+            bool merge = true;
+            foreach (var a in Arguments)
+            {
+                if (a.Value is null || a.Option is not ("M" or "machine")) continue;
+                if (QemuOptionString.Get(QemuOptionString.Parse(a.Value, "type"), "mem-merge") is { } v && ParseBool(v) is { } b) merge = b;
+            }
+            return merge;
+        }
+    }
+
+    /// <summary>The balloon's free-page-reporting (QEMU's default off); null without a balloon device.</summary>
+    public bool? BalloonFreePageReporting => BalloonBool("free-page-reporting");
+
+    /// <summary>The balloon's deflate-on-oom (QEMU's default off); null without a balloon device.</summary>
+    public bool? BalloonDeflateOnOom => BalloonBool("deflate-on-oom");
+
+    bool? BalloonBool(string key)
+    {
+        bool? result = null;
+        foreach (var a in Arguments)
+        {
+            if (a.Value is null) continue;
+            if (a.Option == "balloon" && a.Value.StartsWith("virtio", StringComparison.Ordinal)) { result ??= false; continue; }
+            if (a.Option != "device") continue;
+            var p = QemuOptionString.Parse(a.Value, "driver");
+            if (!(QemuOptionString.Get(p, "driver") ?? "").StartsWith("virtio-balloon", StringComparison.Ordinal)) continue;
+            result = QemuOptionString.Get(p, key) is { } v && ParseBool(v) == true;
+        }
+        return result;
+    }
+
+    /// <summary>QEMU's boolean spellings: on/off, yes/no, true/false (y/n); null for anything else.</summary>
+    static bool? ParseBool(string v) => v.ToLowerInvariant() switch
+    {
+        "on" or "yes" or "true" or "y" => true,
+        "off" or "no" or "false" or "n" => false,
+        _ => null,
+    };
+
     /// <summary>The guest's name: -name, else the first disk's file name without extension, else <c>qemu-&lt;pid&gt;</c>.</summary>
     public string GuestName(int pid)
     {

@@ -75,6 +75,9 @@ public sealed class QemuProcessScanner
             SerialLog = cl.SerialLog,
             RunDirectory = cl.RunDirectory,
         };
+        info.MemoryMerge = cl.MemoryMerge;
+        info.FreePageReporting = cl.BalloonFreePageReporting;
+        info.DeflateOnOom = cl.BalloonDeflateOnOom;
 
         long ticks = ProcFiles.ClockTicks;
         var stat = ProcFiles.StatFields(ProcFiles.ReadText(_roots.Pid(pid, "stat")));

@@ -6,6 +6,9 @@ internal static class TinyGuestInit
     /// <summary>The line init prints on the serial console once it is ready (after any fill and with I/O running).</summary>
     public const string ReadyMarker = "KVMOC-READY";
 
+    /// <summary>The line init prints when <c>kvmoc.fill=&lt;MiB&gt;,&lt;seed&gt;,&lt;seconds&gt;</c> freed its fill again.</summary>
+    public const string FreedMarker = "KVMOC-FREED";
+
     /// <summary>Module load order: dependencies first (the package has no modules.dep for busybox insmod).</summary>
     public static readonly string[] Modules =
     {
@@ -16,7 +19,8 @@ internal static class TinyGuestInit
     public const string Script = """
 #!/bin/sh
 # kvmoc tiny guest init. Kernel arguments:
-#   kvmoc.fill=<MiB>[,<seed>]  fill <MiB> of RAM (ramfs) with a pattern that is the same in every guest with the same seed
+#   kvmoc.fill=<MiB>[,<seed>[,<seconds>]]  fill <MiB> of RAM (ramfs) with a pattern that is the same in every guest
+#                              with the same seed; with <seconds>, free the fill again that long after the ready line
 #   kvmoc.io=read|write|rw     keep reading and/or writing the first 1 MiB of /dev/vda (O_DIRECT) in a loop
 #   kvmoc.quiet                print nothing but the ready line
 export PATH=/bin
@@ -57,7 +61,9 @@ if [ -n "$disk" ]; then
   [ -b /dev/vda ] && say "disk /dev/vda $(cat /sys/block/vda/size) sectors" || say "no /dev/vda"
 fi
 if [ -n "$fill" ]; then
-  mib="${fill%%,*}"; seed="${fill#*,}"; [ "$seed" = "$fill" ] && seed=1
+  mib="${fill%%,*}"; rest="${fill#*,}"; [ "$rest" = "$fill" ] && rest=
+  seed="${rest%%,*}"; [ -n "$seed" ] || seed=1
+  secs=; case "$rest" in *,*) secs="${rest#*,}" ;; esac
   mkdir -p /fill && mount -t ramfs ramfs /fill
   start=$(( (seed + 1) * 1000000 ))
   seq $start $((start + 140000)) | head -c 1048576 > /fill/block
@@ -65,6 +71,9 @@ if [ -n "$fill" ]; then
   while [ $i -lt "$mib" ]; do cat /fill/block; i=$((i+1)); done > /fill/data
   rm -f /fill/block
   say "filled $mib MiB (seed $seed)"
+  if [ -n "$secs" ]; then
+    ( sleep "$secs"; rm -f /fill/data; umount /fill; echo "@FREED@ $mib MiB" ) &
+  fi
 fi
 if [ -n "$io" ] && [ -b /dev/vda ]; then
   (
@@ -81,5 +90,5 @@ while :; do sleep 3600 & wait $!; done
 
     /// <summary>The script with the module list and ready marker filled in.</summary>
     public static string Render() => Script.Replace("@MODULES@", string.Join(' ', Modules), StringComparison.Ordinal)
-        .Replace("@READY@", ReadyMarker, StringComparison.Ordinal);
+        .Replace("@READY@", ReadyMarker, StringComparison.Ordinal).Replace("@FREED@", FreedMarker, StringComparison.Ordinal);
 }

@@ -11,6 +11,12 @@ namespace KvmOvercommit.Commands;
 /// after KSM), DiskRatio per base image and EstimatedAdditionalGuests = floor((available − headroom) / average
 /// unique resident memory per guest). Every input is a property, and Explanation shows each calculation with its
 /// numbers. Without guests the ratios are 0 and the estimate is empty, with the reason.
+/// <para>
+/// The risk side: KsmUnmergeRiskBytes = pages_sharing × page size, the memory the host must find at once if KSM
+/// unmerges or the guests' merged pages diverge; BalloonedBytes, what the guests' balloons hold back (the sum of -m
+/// minus each balloon's actual size, over guests whose QMP answers query-balloon); SwapFreeBytes. When MemAvailable +
+/// SwapFree is below KsmUnmergeRiskBytes, KsmUnmergeRiskExceedsAvailable is true and a warning says so (also in Warnings).
+/// </para>
 /// </remarks>
 /// <example>
 /// <code>Get-OvercommitReport | Format-List</code>
@@ -19,6 +25,10 @@ namespace KvmOvercommit.Commands;
 /// <example>
 /// <code>(Get-OvercommitReport -HeadroomPercent 20).Explanation</code>
 /// <para>How the estimate was reached, keeping 20% of memory free.</para>
+/// </example>
+/// <example>
+/// <code>Get-OvercommitReport -IopsSampleSeconds 0 | Format-List KsmUnmergeRiskMiB, BalloonedMiB, SwapFreeBytes, MemoryAvailableBytes, KsmUnmergeRiskExceedsAvailable</code>
+/// <para>What KSM's saving costs if it goes away, and what the balloons hold back.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Get, "OvercommitReport")]
 [OutputType(typeof(OvercommitReport))]

@@ -11,6 +11,15 @@ namespace KvmOvercommit.Commands;
 /// (run=2) and resumes afterwards. If a write fails, the values already written are put back. -PassThru returns
 /// the settings that were replaced, which piped back into Set-KsmTuning restore them. A KsmStat from Get-KsmStat
 /// binds by property name too. Needs root.
+/// <para>
+/// Security: merging is a side channel. A write to a merged page takes measurably longer (the kernel must copy it
+/// first), so a guest can find out whether another guest holds a page with the same content. The kernel's KSM
+/// documentation warns of it, and CVE-2015-2877 (cross-VM ASLR introspection) and CVE-2024-0564 (timing with
+/// max_page_sharing) show it; the vendor's answer recorded with the first is "if you care about this attack vector,
+/// disable deduplication". Do not let KSM merge
+/// guests that must not learn about each other: start them with Start-KvmGuest -MemoryMerge $false (QEMU's
+/// -machine mem-merge=off), or leave KSM stopped.
+/// </para>
 /// </remarks>
 /// <example>
 /// <code>Set-KsmTuning -Profile Aggressive -Run Merge</code>

@@ -23,6 +23,10 @@ namespace KvmOvercommit.Commands;
 /// <para>Boots the tiny test guest and returns it.</para>
 /// </example>
 /// <example>
+/// <code>Get-KvmTinyGuest | Start-KvmGuest -Name secret1 -MemoryMB 256 -MemoryMerge $false -DeflateOnOom -PassThru</code>
+/// <para>A guest whose RAM KSM never merges (-machine mem-merge=off), with free page reporting (the default where QEMU has it) and deflate-on-oom.</para>
+/// </example>
+/// <example>
 /// <code>Start-KvmGuest -DiskPath web1.qcow2 -Network Tap -Bridge br0 -WhatIf -Verbose</code>
 /// <para>Shows the QEMU command line for a bridged guest without starting it.</para>
 /// </example>
@@ -131,6 +135,27 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    // Memory beyond KSM (issue 14).
+
+    /// <summary>
+    /// -MemoryMerge $false starts the guest with QEMU's -machine mem-merge=off: KSM never merges its RAM. Use it for
+    /// guests that must not share pages with others (merging across untrusted guests is a side channel; see about_KvmOvercommit).
+    /// </summary>
+    [Parameter]
+    public bool MemoryMerge { get; set; } = true;
+
+    /// <summary>
+    /// The balloon's free page reporting: the guest hands memory it frees back to the host. On by default where this
+    /// QEMU's virtio-balloon-pci has free-page-reporting; -FreePageReporting requires it (an error where QEMU lacks it),
+    /// -FreePageReporting:$false turns it off.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter FreePageReporting { get; set; }
+
+    /// <summary>The balloon's deflate-on-oom: under memory pressure the guest deflates the balloon before it OOM-kills its own processes.</summary>
+    [Parameter]
+    public SwitchParameter DeflateOnOom { get; set; }
+
     /// <inheritdoc />
     protected override void ProcessRecord()
     {
@@ -156,6 +181,9 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
             RunDirectory = RunDirectory is null ? null : ResolvePath(RunDirectory),
             StartTimeout = TimeSpan.FromSeconds(TimeoutSeconds),
         };
+        options.MemoryMerge = MemoryMerge;
+        options.FreePageReporting = MyInvocation.BoundParameters.ContainsKey(nameof(FreePageReporting)) ? FreePageReporting.IsPresent : null;
+        options.DeflateOnOom = DeflateOnOom;
         Invoke(() =>
         {
             var plan = GuestLauncher.Plan(options, SyncObserver);

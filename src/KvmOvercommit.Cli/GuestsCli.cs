@@ -58,6 +58,10 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         var whatIf = new Option<bool>("--what-if") { Description = "Print the QEMU command lines, start nothing." };
         foreach (var o in new Option[] { name, memory, cpus, machine, accel, vnc, noVnc, vncAddress, network, bridge, mac, balloon, kernel, initrd, kargs, tiny, extra, stagger, runDir, timeout, whatIf })
             cmd.Options.Add(o);
+        var iopsLimit = new Option<long?>("--iops-limit") { Description = "IOPS limit (total) for the disk from the start (throttling.iops-total; kvmoc guest io-limit changes it)." };
+        var bpsLimit = new Option<long?>("--bps-limit") { Description = "Bytes/s limit (total) for the disk from the start (throttling.bps-total)." };
+        cmd.Options.Add(iopsLimit);
+        cmd.Options.Add(bpsLimit);
         cmd.Arguments.Add(disks);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
@@ -86,6 +90,7 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
                         Network = parse.GetValue(network), Bridge = parse.GetValue(bridge), MacAddress = parse.GetValue(mac), Balloon = parse.GetValue(balloon),
                         Kernel = k, Initrd = i, KernelArguments = parse.GetValue(kargs), ExtraArgument = parse.GetValue(extra) ?? Array.Empty<string>(),
                         RunDirectory = parse.GetValue(runDir), StartTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                        IopsLimit = parse.GetValue(iopsLimit), BpsLimit = parse.GetValue(bpsLimit),
                     }, run);
                     if (parse.GetValue(whatIf))
                     {

@@ -23,6 +23,10 @@ namespace KvmOvercommit.Commands;
 /// <para>Boots the tiny test guest and returns it.</para>
 /// </example>
 /// <example>
+/// <code>Start-KvmGuest -DiskPath web1.qcow2 -IopsLimit 200 -PassThru | Get-KvmGuestIoLimit</code>
+/// <para>Starts a guest whose disk is capped at 200 IOPS, and reads the limit back.</para>
+/// </example>
+/// <example>
 /// <code>Start-KvmGuest -DiskPath web1.qcow2 -Network Tap -Bridge br0 -WhatIf -Verbose</code>
 /// <para>Shows the QEMU command line for a bridged guest without starting it.</para>
 /// </example>
@@ -127,6 +131,16 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     [ValidateRange(1, 3600)]
     public int TimeoutSeconds { get; set; } = 30;
 
+    /// <summary>An IOPS limit (total, read + write) for the guest's disk from the start (the drive's throttling.iops-total; Set-KvmGuestIoLimit changes it later).</summary>
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long? IopsLimit { get; set; }
+
+    /// <summary>A bytes-per-second limit (total) for the guest's disk from the start (the drive's throttling.bps-total).</summary>
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long? BpsLimit { get; set; }
+
     /// <summary>Return the started guest.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
@@ -155,6 +169,8 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
             ExtraArgument = ExtraArgument,
             RunDirectory = RunDirectory is null ? null : ResolvePath(RunDirectory),
             StartTimeout = TimeSpan.FromSeconds(TimeoutSeconds),
+            IopsLimit = IopsLimit,
+            BpsLimit = BpsLimit,
         };
         Invoke(() =>
         {

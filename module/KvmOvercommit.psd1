@@ -27,6 +27,7 @@
         'Invoke-KsmAutoTune'
         'Invoke-OvercommitExperiment'
         'Measure-DeviceIops'
+        'Measure-DeviceIopsCapacity'
         'Measure-KvmGuestIops'
         'Measure-ProcessIops'
         'New-QcowOverlay'

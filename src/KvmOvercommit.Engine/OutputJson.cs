@@ -48,6 +48,8 @@ namespace KvmOvercommit.Engine;
 [JsonSerializable(typeof(OvercommitReport))]
 [JsonSerializable(typeof(CgroupIoStat))]
 [JsonSerializable(typeof(DeviceIops))]
+[JsonSerializable(typeof(DeviceIopsCapacity))]
+[JsonSerializable(typeof(DeviceIopsCapacityOptions))]
 [JsonSerializable(typeof(DiskStatRecord))]
 [JsonSerializable(typeof(ProcessIoCounters))]
 [JsonSerializable(typeof(ProcessIops))]

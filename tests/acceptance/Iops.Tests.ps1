@@ -100,10 +100,64 @@ Describe 'Set-KvmGuestIoLimit and Get-KvmGuestIoLimit' {
         (Get-KvmGuestIoLimit -Name $script:Guest.Name).Iops | Should -Be 250
     }
 
+    It 'Get-OvercommitReport -DeviceIopsCapacity sums the guests'' IOPS limits into IopsRatio and explains the budget' {
+        Set-KvmGuestIoLimit -Name $script:Guest.Name -Iops 250
+        $r = Get-OvercommitReport -DeviceIopsCapacity 5000 -IopsSampleSeconds 2 -SkipDiskImages
+        $r.DeviceIopsCapacity | Should -Be 5000
+        $r.DeviceIopsCapacitySource | Should -Be 'given'
+        $r.IopsLimitSum | Should -BeGreaterOrEqual 250
+        $r.GuestsWithIopsLimit | Should -BeGreaterOrEqual 1
+        $r.IopsRatio | Should -Be ([math]::Round($r.IopsLimitSum / 5000, 3))
+        $r.PeakIops | Should -BeGreaterOrEqual $r.CurrentIops
+        $r.EstimatedAdditionalGuestsByIops | Should -Not -BeNullOrEmpty
+        $r.LimitingResource | Should -BeIn @('Memory', 'Iops')
+        ($r.Explanation -join "`n") | Should -Match 'IopsRatio = IOPS limits / capacity = \d+ / 5000 \(given\)'
+        ($r.Explanation -join "`n") | Should -Match 'EstimatedAdditionalGuestsByIops = floor.* = floor\(\(5000 − '
+    }
+
     It 'refuses a call without any limit and a guest without a disk limit at start' {
         { Set-KvmGuestIoLimit -Name $script:Guest.Name -ErrorAction Stop } | Should -Throw -ErrorId 'IoLimitNotSpecified*'
         $t = Get-KvmTinyGuest   # afresh: other runs may rebuild the cached initramfs meanwhile
         Start-KvmGuest @Common -Name "iops-nodisk-$Suffix" -Kernel $t.Kernel -Initrd $t.Initrd -IopsLimit 10 -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -BeLike 'IoLimitNeedsDisk*'
+    }
+}
+
+Describe 'Measure-DeviceIopsCapacity' {
+    It 'measures the device under a folder with fio, removes its file, and pipes into Get-OvercommitReport' {
+        # /var/tmp: on this kind of machine /tmp may be a tmpfs, which has no O_DIRECT.
+        $dir = Join-Path '/var/tmp' "kvmoc-iops-cap-$Suffix"
+        New-Item -ItemType Directory -Path $dir | Out-Null
+        try {
+            $c = Measure-DeviceIopsCapacity -Path $dir -DurationSeconds 2 -FileSizeMB 32
+            $c.Iops | Should -BeGreaterThan 100
+            $c.ReadIops + $c.WriteIops | Should -BeGreaterOrEqual ($c.Iops - 0.2)
+            $c.Device | Should -Not -BeNullOrEmpty
+            $c.CommandLine | Should -Match '--rw=randrw'
+            @(Get-ChildItem -LiteralPath $dir -Force).Count | Should -Be 0
+            ($c | Out-String -Width 120) | Should -Match 'Iops\s+Read/s\s+Write/s'
+            $r = $c | Get-OvercommitReport -IopsSampleSeconds 1 -SkipDiskImages
+            $r.DeviceIopsCapacity | Should -Be $c.Iops
+            $m = Get-OvercommitReport -MeasureIopsCapacityPath $dir -IopsSampleSeconds 1 -SkipDiskImages
+            $m.DeviceIopsCapacitySource | Should -BeLike "measured (fio on $dir*"
+            @(Get-ChildItem -LiteralPath $dir -Force).Count | Should -Be 0
+            Measure-DeviceIopsCapacity -Path (Join-Path $dir 'nope') -ErrorVariable err -ErrorAction SilentlyContinue
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'PathNotFound*'
+        }
+        finally { Remove-Item -LiteralPath $dir -Recurse -Force -ErrorAction SilentlyContinue }
+    }
+
+    It 'kvmoc host iops-capacity prints the same object' {
+        $repo = Resolve-Path (Join-Path $PSScriptRoot '../..')
+        $kvmoc = if ($env:KVMOC_CLI) { $env:KVMOC_CLI } else { Join-Path $repo 'src/KvmOvercommit.Cli/bin/Release/net10.0/kvmoc.dll' }
+        $dir = Join-Path '/var/tmp' "kvmoc-iops-cli-$Suffix"
+        New-Item -ItemType Directory -Path $dir | Out-Null
+        try {
+            $c = & dotnet $kvmoc host iops-capacity $dir --duration-seconds 1 --file-size-mb 16 --json | ConvertFrom-Json
+            $LASTEXITCODE | Should -Be 0
+            $c.Iops | Should -BeGreaterThan 100
+            @(Get-ChildItem -LiteralPath $dir -Force).Count | Should -Be 0
+        }
+        finally { Remove-Item -LiteralPath $dir -Recurse -Force -ErrorAction SilentlyContinue }
     }
 }

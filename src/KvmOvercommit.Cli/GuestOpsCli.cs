@@ -35,7 +35,7 @@ public sealed class GuestOpsCli : ICliCommandProvider, IGuestSubcommandProvider
     }
 
     /// <summary>Everything under `kvmoc guest`, by class name (a list, not reflection: see Program.Providers).</summary>
-    internal IGuestSubcommandProvider[] GuestSubcommandProviders() => new IGuestSubcommandProvider[] { this, new GuestsCli() };
+    internal IGuestSubcommandProvider[] GuestSubcommandProviders() => new IGuestSubcommandProvider[] { this, new GuestsCli(), new IoLimitCli() };
 
     public IEnumerable<Command> GuestSubcommands(CliContext ctx)
     {

@@ -64,6 +64,10 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         var noFpr = new Option<bool>("--no-free-page-reporting") { Description = "Turn the balloon's free page reporting off." };
         var deflate = new Option<bool>("--deflate-on-oom") { Description = "The guest deflates the balloon before OOM-killing its own processes." };
         foreach (var o in new Option[] { noMerge, fpr, noFpr, deflate }) cmd.Options.Add(o);
+        var iopsLimit = new Option<long?>("--iops-limit") { Description = "IOPS limit (total) for the disk from the start (throttling.iops-total; kvmoc guest io-limit changes it)." };
+        var bpsLimit = new Option<long?>("--bps-limit") { Description = "Bytes/s limit (total) for the disk from the start (throttling.bps-total)." };
+        cmd.Options.Add(iopsLimit);
+        cmd.Options.Add(bpsLimit);
         cmd.Arguments.Add(disks);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
@@ -96,6 +100,7 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
                         Kernel = k, Initrd = i, KernelArguments = parse.GetValue(kargs), ExtraArgument = parse.GetValue(extra) ?? Array.Empty<string>(),
                         RunDirectory = parse.GetValue(runDir), StartTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
                         MemoryMerge = !parse.GetValue(noMerge), FreePageReporting = reporting, DeflateOnOom = parse.GetValue(deflate),
+                        IopsLimit = parse.GetValue(iopsLimit), BpsLimit = parse.GetValue(bpsLimit),
                     }, run);
                     if (parse.GetValue(whatIf))
                     {

@@ -24,6 +24,7 @@ public sealed class HostCli : ICliCommandProvider
         host.Subcommands.Add(Memory(ctx));
         host.Subcommands.Add(Cpu(ctx));
         host.Subcommands.Add(MdStat(ctx));
+        host.Subcommands.Add(IopsCapacityCli.Command(ctx));
         yield return host;
         yield return Report(ctx);
     }
@@ -152,9 +153,10 @@ public sealed class HostCli : ICliCommandProvider
         cmd.Options.Add(headroom);
         cmd.Options.Add(iops);
         cmd.Options.Add(skip);
+        var budget = IopsCapacityCli.ReportOptions(cmd);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
-            var report = await new OvercommitReportBuilder().BuildAsync(parse.GetValue(headroom), parse.GetValue(iops), !parse.GetValue(skip), run, ct).ConfigureAwait(false);
+            var report = await IopsCapacityCli.Builder(parse, budget).BuildAsync(parse.GetValue(headroom), parse.GetValue(iops), !parse.GetValue(skip), run, ct).ConfigureAwait(false);
             if (run.Json) { run.WriteResults(new[] { report }); return; }
             // The scalar figures as a list, then the disks and the arithmetic one per line.
             var scalars = typeof(OvercommitReport).GetProperties()

@@ -148,7 +148,74 @@ public static class OvercommitCalculator
             r.IopsPerGuest = guests.Count > 0 ? Math.Round(inp.CurrentIops.Value / guests.Count, 2) : null;
             ex.Add($"CurrentIops = {N(inp.CurrentIops.Value)} over the host's whole disks" + (r.IopsPerGuest is null ? "" : $" = {N(r.IopsPerGuest.Value)} per guest; IOPS cannot be overcommitted, compare with what the disks can sustain"));
         }
+        ComputeIopsBudget(inp, r, ex);
         r.Explanation = ex.ToArray();
         return r;
+    }
+
+    /// <summary>
+    /// The IOPS budget: IopsRatio = sum of limits / capacity; IOPS per guest = the average limit when every guest has
+    /// one (what the limits allow), else the peak device IOPS / guests (what they do); EstimatedAdditionalGuestsByIops =
+    /// floor((capacity − IOPS in use) / per guest), where IOPS in use is the limit sum or the peak; LimitingResource is
+    /// the resource whose estimate is smaller.
+    /// </summary>
+    static void ComputeIopsBudget(OvercommitInputs inp, OvercommitReport r, List<string> ex)
+    {
+        var guests = inp.Guests;
+        r.DeviceIopsCapacity = inp.DeviceIopsCapacity;
+        r.DeviceIopsCapacitySource = inp.DeviceIopsCapacitySource;
+        r.PeakIops = inp.PeakIops;
+        r.IopsLimitSum = inp.IopsLimitSum;
+        r.GuestsWithIopsLimit = inp.GuestsWithIopsLimit;
+        if (inp.PeakIops is { } peak)
+            ex.Add($"PeakIops = {N(peak)}: the busiest second of the sample" + (inp.CurrentIops is { } cur ? $" (average {N(cur)})" : ""));
+        if (inp.IopsLimitSum is { } sum)
+            ex.Add($"IopsLimitSum = {sum} IOPS: the limits of {inp.GuestsWithIopsLimit} of {guests.Count} guest(s) (a throttle group counted once)");
+        if (inp.DeviceIopsCapacity is not { } cap || cap <= 0)
+        {
+            ex.Add("EstimatedAdditionalGuestsByIops: unknown — no device IOPS capacity (give -DeviceIopsCapacity, or measure it with Measure-DeviceIopsCapacity on the overlays' folder).");
+            return;
+        }
+        if (inp.IopsLimitSum is { } limits)
+        {
+            r.IopsRatio = Math.Round(limits / cap, 3);
+            ex.Add($"IopsRatio = IOPS limits / capacity = {limits} / {N(cap)} ({inp.DeviceIopsCapacitySource ?? "given"}) = {N(r.IopsRatio.Value)}"
+                + (r.IopsRatio > 1 ? " (the limits promise more IOPS than the device has: they can all be used at once only if the guests never are)" : ""));
+        }
+        if (guests.Count == 0)
+        {
+            ex.Add($"EstimatedAdditionalGuestsByIops: unknown — no guests are running, so there is no IOPS per guest (capacity {N(cap)} IOPS).");
+        }
+        else
+        {
+            bool allLimited = inp.IopsLimitSum is not null && inp.GuestsWithIopsLimit == guests.Count;
+            double used, perGuest;
+            string how;
+            if (allLimited)
+            {
+                used = inp.IopsLimitSum!.Value;
+                perGuest = used / guests.Count;
+                how = $"IOPS in use = the limits' sum {N(used)}; per guest = {N(used)} / {guests.Count} = {N(Math.Round(perGuest, 2))} (every guest has a limit)";
+            }
+            else
+            {
+                used = inp.PeakIops ?? inp.CurrentIops ?? 0;
+                perGuest = used / guests.Count;
+                how = $"IOPS in use = the {(inp.PeakIops is null ? "current" : "peak")} device IOPS {N(used)}; per guest = {N(used)} / {guests.Count} = {N(Math.Round(perGuest, 2))}"
+                    + (inp.GuestsWithIopsLimit > 0 ? $" (only {inp.GuestsWithIopsLimit} of {guests.Count} guests have a limit, so the measured IOPS count)" : " (no guest has an IOPS limit, so the measured IOPS count)");
+            }
+            if (perGuest <= 0)
+                ex.Add($"EstimatedAdditionalGuestsByIops: unknown — {how}: the guests do no I/O now, so IOPS do not bound them (sample longer, or under load, or set limits).");
+            else
+            {
+                r.EstimatedAdditionalGuestsByIops = (int)Math.Max(0, Math.Floor((cap - used) / perGuest));
+                ex.Add($"EstimatedAdditionalGuestsByIops = floor((capacity − IOPS in use) / IOPS per guest) = floor(({N(cap)} − {N(used)}) / {N(Math.Round(perGuest, 2))}) = {r.EstimatedAdditionalGuestsByIops}; {how}");
+            }
+        }
+        if (r.EstimatedAdditionalGuests is { } byMemory && r.EstimatedAdditionalGuestsByIops is { } byIops)
+        {
+            r.LimitingResource = byIops < byMemory ? "Iops" : "Memory";
+            ex.Add($"LimitingResource = {r.LimitingResource}: memory allows {byMemory} more guest(s), IOPS allow {byIops}");
+        }
     }
 }

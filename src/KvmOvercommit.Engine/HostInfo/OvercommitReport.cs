@@ -59,6 +59,17 @@ public sealed class OvercommitInputs
     public long? KsmPagesSharing { get; set; }
     /// <summary>SwapFree.</summary>
     public long SwapFreeBytes { get; set; }
+
+    /// <summary>What the device sustains in IOPS (given, or measured by Measure-DeviceIopsCapacity), or null.</summary>
+    public double? DeviceIopsCapacity { get; set; }
+    /// <summary>Where DeviceIopsCapacity came from: "given" or "measured (fio on PATH)".</summary>
+    public string? DeviceIopsCapacitySource { get; set; }
+    /// <summary>The highest one-second device IOPS during the sample, or null when not sampled.</summary>
+    public double? PeakIops { get; set; }
+    /// <summary>Sum of the per-guest IOPS limits (a throttle group shared by several drives counted once), or null when no guest has one.</summary>
+    public long? IopsLimitSum { get; set; }
+    /// <summary>Guests whose every drive has an IOPS limit.</summary>
+    public int GuestsWithIopsLimit { get; set; }
 }
 
 /// <summary>Disk overcommit for the guests that share one base image.</summary>
@@ -129,6 +140,22 @@ public sealed class OvercommitReport
     public double? CurrentIops { get; set; }
     /// <summary>CurrentIops / GuestCount, or null.</summary>
     public double? IopsPerGuest { get; set; }
+    /// <summary>What the device sustains in IOPS (-DeviceIopsCapacity, or measured by Measure-DeviceIopsCapacity), or null.</summary>
+    public double? DeviceIopsCapacity { get; set; }
+    /// <summary>Where DeviceIopsCapacity came from ("given", or "measured (fio on PATH)").</summary>
+    public string? DeviceIopsCapacitySource { get; set; }
+    /// <summary>The highest one-second device IOPS during the sample, or null.</summary>
+    public double? PeakIops { get; set; }
+    /// <summary>Sum of the guests' IOPS limits (Set-KvmGuestIoLimit; a shared throttle group counted once), or null when no guest has one.</summary>
+    public long? IopsLimitSum { get; set; }
+    /// <summary>Guests whose every drive has an IOPS limit.</summary>
+    public int GuestsWithIopsLimit { get; set; }
+    /// <summary>IopsLimitSum : DeviceIopsCapacity (above 1: the limits promise more IOPS than the device has), or null.</summary>
+    public double? IopsRatio { get; set; }
+    /// <summary>How many more guests the device's IOPS allow: floor((capacity − IOPS in use) / IOPS per guest), beside EstimatedAdditionalGuests (memory); null without a capacity or a per-guest figure.</summary>
+    public int? EstimatedAdditionalGuestsByIops { get; set; }
+    /// <summary>Which runs out first, Memory or Iops (the smaller of the two estimates); null when either estimate is unknown.</summary>
+    public string? LimitingResource { get; set; }
     /// <summary>The arithmetic behind every figure, with the numbers.</summary>
     public string[] Explanation { get; set; } = Array.Empty<string>();
 

@@ -55,12 +55,21 @@ public sealed class OvercommitReportBuilder
         }
         if (iopsSeconds > 0)
         {
+            // One-second intervals (or one shorter one): CurrentIops is the average over the whole sample, PeakIops the busiest interval.
+            double step = Math.Min(1, iopsSeconds);
+            int count = Math.Max(1, (int)Math.Round(iopsSeconds / step));
             var sampler = new DeviceIopsSampler(_roots);
-            double total = 0;
-            await foreach (var row in sampler.SampleAsync(new DeviceIopsOptions { Interval = TimeSpan.FromSeconds(iopsSeconds), Count = 1 }, observer, ct).ConfigureAwait(false))
-                total += row.Iops;
-            inputs.CurrentIops = Math.Round(total, 2);
+            var perInterval = new Dictionary<DateTimeOffset, (double Iops, double Seconds)>();
+            await foreach (var row in sampler.SampleAsync(new DeviceIopsOptions { Interval = TimeSpan.FromSeconds(step), Count = count }, observer, ct).ConfigureAwait(false))
+            {
+                perInterval.TryGetValue(row.Timestamp, out var acc);
+                perInterval[row.Timestamp] = (acc.Iops + row.Iops, row.IntervalSeconds);
+            }
+            double seconds = perInterval.Values.Sum(v => v.Seconds);
+            inputs.CurrentIops = seconds > 0 ? Math.Round(perInterval.Values.Sum(v => v.Iops * v.Seconds) / seconds, 2) : 0;
+            inputs.PeakIops = perInterval.Count > 0 ? Math.Round(perInterval.Values.Max(v => v.Iops), 2) : 0;
         }
+        await GatherIopsBudgetAsync(inputs, guests, observer, ct).ConfigureAwait(false);
         return inputs;
     }
 
@@ -91,6 +100,61 @@ public sealed class OvercommitReportBuilder
             catch (KvmOcException e) { observer.Verbose($"Guest '{g.Name}': no balloon reading ({e.Message})."); }
             finally { gate.Release(); }
         })).ConfigureAwait(false);
+    }
+
+    /// <summary>The device's IOPS capacity as given (Get-OvercommitReport -DeviceIopsCapacity), or null.</summary>
+    public double? DeviceIopsCapacity { get; set; }
+
+    /// <summary>Measure the capacity with the fio probe in this folder (Measure-DeviceIopsCapacity) when none is given.</summary>
+    public DeviceIopsCapacityOptions? MeasureCapacity { get; set; }
+
+    /// <summary>Read the guests' IOPS limits over QMP (query-block); false skips it.</summary>
+    public bool ReadIopsLimits { get; set; } = true;
+
+    async Task GatherIopsBudgetAsync(OvercommitInputs inputs, IReadOnlyList<KvmGuest> guests, IOperationObserver observer, CancellationToken ct)
+    {
+        if (DeviceIopsCapacity is { } given) { inputs.DeviceIopsCapacity = given; inputs.DeviceIopsCapacitySource = "given"; }
+        else if (MeasureCapacity is { } probe)
+        {
+            var measured = await DeviceIopsCapacityProbe.MeasureAsync(probe, observer, ct).ConfigureAwait(false);
+            inputs.DeviceIopsCapacity = measured.Iops;
+            inputs.DeviceIopsCapacitySource = $"measured (fio on {measured.Path}{(measured.Device is null ? "" : ", device " + measured.Device)})";
+        }
+        if (!ReadIopsLimits) return;
+        var limits = new List<KvmGuestIoLimit>();
+        var limited = 0;
+        foreach (var g in guests.Where(g => g.QmpSocket is not null))
+        {
+            try
+            {
+                var drives = await KvmGuestIoLimits.GetAsync(g, null, ct).ConfigureAwait(false);
+                if (drives.Count > 0 && drives.All(d => IopsLimitOf(d) > 0)) limited++;
+                limits.AddRange(drives);
+            }
+            catch (KvmOcException e) { observer.Verbose($"IOPS limits of guest '{g.Name}' unknown: {e.Message}"); }
+        }
+        inputs.GuestsWithIopsLimit = limited;
+        inputs.IopsLimitSum = SumIopsLimits(limits);
+    }
+
+    /// <summary>A drive's IOPS limit: the total, else read + write when both are set; 0 when it is not fully limited.</summary>
+    public static long IopsLimitOf(KvmGuestIoLimit d) => d.Iops > 0 ? d.Iops : d.IopsRead > 0 && d.IopsWrite > 0 ? d.IopsRead + d.IopsWrite : 0;
+
+    /// <summary>The sum of the drives' IOPS limits, each throttle group once (its members share one limit); null when no drive has one.</summary>
+    public static long? SumIopsLimits(IEnumerable<KvmGuestIoLimit> drives)
+    {
+        var byGroup = new Dictionary<string, long>(StringComparer.Ordinal);
+        long sum = 0;
+        bool any = false;
+        foreach (var d in drives)
+        {
+            long l = IopsLimitOf(d);
+            if (l <= 0) continue;
+            any = true;
+            if (string.IsNullOrEmpty(d.Group)) { sum += l; continue; }
+            byGroup[d.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) + "/" + d.Group] = l; // groups live inside one QEMU process
+        }
+        return any ? sum + byGroup.Values.Sum() : null;
     }
 
     /// <summary>Gathers and computes.</summary>

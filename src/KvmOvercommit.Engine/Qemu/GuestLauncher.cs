@@ -68,6 +68,11 @@ public sealed class GuestStartOptions
 
     /// <summary>The balloon's <c>deflate-on-oom=on</c>: the guest deflates the balloon instead of OOM-killing its own processes.</summary>
     public bool DeflateOnOom { get; set; }
+    /// <summary>An IOPS limit (total) for the guest's disk from the start: the drive's throttling.iops-total; null or 0: none.</summary>
+    public long? IopsLimit { get; set; }
+
+    /// <summary>A bytes/s limit (total) for the guest's disk from the start: the drive's throttling.bps-total; null or 0: none.</summary>
+    public long? BpsLimit { get; set; }
 }
 
 /// <summary>What starting a guest will do: the exact QEMU command line and where its files go. Nothing is started yet.</summary>
@@ -155,6 +160,7 @@ public static class GuestLauncher
             throw new KvmOcException(ErrorKind.InvalidArgument, "NothingToBoot", $"Guest '{name}' has neither a disk nor a kernel to boot.", name, "Give -DiskPath, or -Kernel/-Initrd (Get-KvmTinyGuest | Start-KvmGuest -Name t1).");
         if (o.Bridge is not null && o.Network != GuestNetwork.Tap)
             throw new KvmOcException(ErrorKind.InvalidArgument, "BridgeNeedsTap", "-Bridge needs -Network Tap.", o.Bridge);
+        CheckIoLimits(o, disk, name);
         var mac = o.MacAddress ?? (o.Network == GuestNetwork.None ? null : MacFor(name));
         if (mac is not null && !System.Text.RegularExpressions.Regex.IsMatch(mac, "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"))
             throw new KvmOcException(ErrorKind.InvalidArgument, "MacAddressInvalid", $"'{mac}' is not a MAC address like 52:54:00:12:34:56.", mac);
@@ -215,7 +221,7 @@ public static class GuestLauncher
         });
         if (vnc is not null) args.AddRange(new[] { "-vnc", $"{o.VncAddress}:{vnc}" });
         if (disk is not null)
-            args.AddRange(new[] { "-drive", $"file={QemuOptionString.Escape(disk)},format={DiskFormat(disk)},if=virtio" });
+            args.AddRange(new[] { "-drive", $"file={QemuOptionString.Escape(disk)},format={DiskFormat(disk)},if=virtio" + DriveThrottling(o) });
         switch (o.Network)
         {
             case GuestNetwork.User:
@@ -289,6 +295,26 @@ public static class GuestLauncher
         if (report) device += ",free-page-reporting=on";
         if (o.DeflateOnOom) device += ",deflate-on-oom=on";
         return device;
+    }
+
+    /// <summary>-IopsLimit/-BpsLimit need a disk and cannot be negative.</summary>
+    static void CheckIoLimits(GuestStartOptions o, string? disk, string name)
+    {
+        foreach (var (what, v) in new[] { ("IopsLimit", o.IopsLimit), ("BpsLimit", o.BpsLimit) })
+        {
+            if (v is < 0) throw new KvmOcException(ErrorKind.InvalidArgument, "IoLimitInvalid", $"-{what} {v} is not possible: limits are 0 (none) or more.", v);
+            if (v is > 0 && disk is null)
+                throw new KvmOcException(ErrorKind.InvalidArgument, "IoLimitNeedsDisk", $"-{what} limits the guest's disk, and guest '{name}' has none.", name, "Give -DiskPath, or leave the limit out.");
+        }
+    }
+
+    /// <summary>",throttling.iops-total=N,throttling.bps-total=N" for the -drive option (empty without limits).</summary>
+    static string DriveThrottling(GuestStartOptions o)
+    {
+        var s = "";
+        if (o.IopsLimit is > 0) s += ",throttling.iops-total=" + o.IopsLimit.Value.ToString(CultureInfo.InvariantCulture);
+        if (o.BpsLimit is > 0) s += ",throttling.bps-total=" + o.BpsLimit.Value.ToString(CultureInfo.InvariantCulture);
+        return s;
     }
 
     /// <summary>The plan under TCG instead of KVM (see <see cref="GuestLaunchPlan.TcgFallbackArguments"/>).</summary>

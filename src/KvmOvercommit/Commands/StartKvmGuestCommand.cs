@@ -27,6 +27,10 @@ namespace KvmOvercommit.Commands;
 /// <para>A guest whose RAM KSM never merges (-machine mem-merge=off), with free page reporting (the default where QEMU has it) and deflate-on-oom.</para>
 /// </example>
 /// <example>
+/// <code>Start-KvmGuest -DiskPath web1.qcow2 -IopsLimit 200 -PassThru | Get-KvmGuestIoLimit</code>
+/// <para>Starts a guest whose disk is capped at 200 IOPS, and reads the limit back.</para>
+/// </example>
+/// <example>
 /// <code>Start-KvmGuest -DiskPath web1.qcow2 -Network Tap -Bridge br0 -WhatIf -Verbose</code>
 /// <para>Shows the QEMU command line for a bridged guest without starting it.</para>
 /// </example>
@@ -131,6 +135,16 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     [ValidateRange(1, 3600)]
     public int TimeoutSeconds { get; set; } = 30;
 
+    /// <summary>An IOPS limit (total, read + write) for the guest's disk from the start (the drive's throttling.iops-total; Set-KvmGuestIoLimit changes it later).</summary>
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long? IopsLimit { get; set; }
+
+    /// <summary>A bytes-per-second limit (total) for the guest's disk from the start (the drive's throttling.bps-total).</summary>
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long? BpsLimit { get; set; }
+
     /// <summary>Return the started guest.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
@@ -180,6 +194,8 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
             ExtraArgument = ExtraArgument,
             RunDirectory = RunDirectory is null ? null : ResolvePath(RunDirectory),
             StartTimeout = TimeSpan.FromSeconds(TimeoutSeconds),
+            IopsLimit = IopsLimit,
+            BpsLimit = BpsLimit,
         };
         options.MemoryMerge = MemoryMerge;
         options.FreePageReporting = MyInvocation.BoundParameters.ContainsKey(nameof(FreePageReporting)) ? FreePageReporting.IsPresent : null;

@@ -118,7 +118,8 @@ public static class QcowOverlayWriter
         if (cs < MinClusterSize || cs > MaxClusterSize || (cs & (cs - 1)) != 0)
             throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBadClusterSize", $"Cluster size {cs} is not a power of two from {MinClusterSize} to {MaxClusterSize}.", cs);
         if (!Directory.Exists(dir))
-            throw new KvmOcException(ErrorKind.NotFound, "QcowTargetFolderNotFound", $"Folder '{dir}' does not exist.", full);
+            throw new KvmOcException(ErrorKind.NotFound, "QcowTargetFolderNotFound", $"Folder '{dir}' does not exist.", full,
+                "Create the folder first (New-Item -ItemType Directory, mkdir -p), or name a path in an existing folder.");
         if (Directory.Exists(full))
             throw new KvmOcException(ErrorKind.InvalidArgument, "QcowTargetIsDirectory", $"'{full}' is a directory.", full);
 

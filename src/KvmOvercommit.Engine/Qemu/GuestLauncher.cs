@@ -132,7 +132,8 @@ public static class GuestLauncher
             throw new KvmOcException(ErrorKind.NotFound, "DiskNotFound", $"The disk '{disk}' of guest '{name}' does not exist.", disk, "Create it first, e.g. New-QcowOverlay -BackingPath base.qcow2.");
         string? kernel = o.Kernel is null ? null : Path.GetFullPath(o.Kernel), initrd = o.Initrd is null ? null : Path.GetFullPath(o.Initrd);
         if (kernel is null && (initrd is not null || o.KernelArguments is not null))
-            throw new KvmOcException(ErrorKind.InvalidArgument, "KernelRequired", "-Initrd and -KernelArguments need -Kernel (direct kernel boot).", name);
+            throw new KvmOcException(ErrorKind.InvalidArgument, "KernelRequired", "-Initrd and -KernelArguments need -Kernel (direct kernel boot).", name,
+                "Add -Kernel PATH (Get-KvmTinyGuest gives one), or leave out -Initrd and -KernelArguments.");
         foreach (var f in new[] { kernel, initrd })
             if (f is not null && !File.Exists(f))
                 throw new KvmOcException(ErrorKind.NotFound, "BootFileNotFound", $"'{f}' does not exist.", f, "Get-KvmTinyGuest returns a kernel and an initramfs that exist.");

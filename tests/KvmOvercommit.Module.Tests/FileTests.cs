@@ -138,6 +138,11 @@ public sealed class FileTests : IClassFixture<SessionFixture>, IDisposable
         Assert.Contains("192.168.122.10", live);
         var copied = S.Run("Get-DnsmasqLease -Path $fx/fleet/dnsmasq.leases -WarningAction SilentlyContinue | ForEach-Object { [System.Management.Automation.PSSerializer]::Deserialize([System.Management.Automation.PSSerializer]::Serialize($_)) } | ConvertTo-AnsibleInventory").Ok().Output.Single().ToString();
         Assert.Equal(live, copied);
+        var grouped = S.Run("Get-DnsmasqLease -Path $fx/fleet/dnsmasq.leases -WarningAction SilentlyContinue | ConvertTo-AnsibleInventory -GroupBy '^(?<group>[a-z0-9]+)-' -User admin").Ok().Output.Single().ToString();
+        Assert.Contains("[win7]", grouped);
+        Assert.Contains("ansible_user=admin", grouped);
+        var json = S.Run("Get-DnsmasqLease -Path $fx/fleet/dnsmasq.leases -WarningAction SilentlyContinue | ConvertTo-AnsibleInventory -Format Json -GroupMap @{ 'win7-*' = 'windows' } | ConvertFrom-Json").Ok().Output.Single();
+        Assert.NotNull(json.Properties["windows"]);
         var byFile = S.Run("Get-ChildItem $fx/fleet/*.leases | Get-DnsmasqLease -WarningAction SilentlyContinue").Ok().Output;
         Assert.True(byFile.Count >= 8, $"{byFile.Count} leases from Get-ChildItem | Get-DnsmasqLease");
         Assert.NotEmpty(S.Run("Get-MdRaid -Path $fx/host/mdstat-degraded | Where-Object Degraded").Ok().Output);

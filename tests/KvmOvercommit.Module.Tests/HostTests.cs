@@ -152,6 +152,8 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
             var iops = S.Run("Get-KvmGuest -Name runspace-g1 | Measure-KvmGuestIops -Count 1 -IntervalSeconds 0.3").Ok().Output;
             Assert.NotEmpty(iops);
             ViewTests.CheckViews(S, "Get-KvmGuest -Name runspace-g1 | Measure-KvmGuestIops -Count 1 -IntervalSeconds 0.3");
+            var io = S.Run("Get-KvmGuest -Name runspace-g1 | Measure-ProcessIops -Count 1 -IntervalSeconds 0.3").Ok().Output;
+            Assert.Equal(pid, Convert.ToInt32(io.Single().Properties["Id"].Value));
             Assert.True(Convert.ToBoolean(S.Run("(Get-QcowImage runspace-g1.qcow2).InUse").Ok().Output.Single().BaseObject), "the running guest's disk is not InUse");
 
             var (took, samples, state, errors) = CtrlC.StopWhen(S, "Get-KvmGuest -Name runspace-g1 | Measure-KvmGuestIops -Continuous -IntervalSeconds 0.2", outputs: 2);
@@ -168,6 +170,9 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
             Assert.Equal(3, host.Prompts);
             Assert.False(Gone(pid), "-WhatIf/-Confirm stopped the guest");
             Assert.Equal(memory, S.Run("(Get-KvmGuestMemory -Name runspace-g1).ActualMB").Ok().Output.Single().ToString());
+
+            var ballooned = S.Run("Get-KvmGuest 'runspace-g*' | Set-KvmGuestMemory -TargetMB 96 -Wait -TimeoutSeconds 30 -PassThru", timeout: TimeSpan.FromMinutes(1)).Ok().Output.Single();
+            Assert.InRange(Convert.ToDouble(ballooned.Properties["ActualMB"].Value), 90, 100);
 
             var stopped = S.Run("Get-KvmGuest -Name runspace-g1 | Stop-KvmGuest -TurnOff -PassThru", timeout: TimeSpan.FromMinutes(1)).Ok().Output;
             Assert.Single(stopped);

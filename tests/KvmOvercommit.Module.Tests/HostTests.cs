@@ -76,8 +76,13 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
     public void KsmWhatIfChangesNothingAndConfirmAsksAndAnsweringNoChangesNothing()
     {
         var before = KsmKnobs();
+        var qemus = Qemus();
+        var files = Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Length;
         S.Run("Get-KsmStat | Set-KsmTuning -WhatIf; Set-KsmTuning -Profile Aggressive -Run Merge -WhatIf; Set-KsmTuning -MaxPageSharing 1024 -Force -WhatIf; Invoke-KsmAutoTune -Duration 5 -WhatIf").Ok();
+        S.Run($"$tiny = Get-KvmTinyGuest; Invoke-OvercommitExperiment -TinyGuest -GuestCount 2 -Duration 00:01:00 -WorkDirectory . -WhatIf | Out-Null; New-QcowOverlay runspace-w.qcow2 -BackingPath base.raw -WhatIf | Start-KvmGuest {Guest} -WhatIf").Ok();
         SameKsm(before, "-WhatIf");
+        Assert.Empty(Qemus().Except(qemus));
+        Assert.Equal(files, Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Length);
 
         var host = new AnswerNoHost();
         using var confirm = new PwshSession(host);

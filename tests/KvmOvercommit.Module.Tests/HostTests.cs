@@ -86,10 +86,24 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
 
         var host = new AnswerNoHost();
         using var confirm = new PwshSession(host);
-        var r = confirm.Run("Set-KsmTuning -PagesToScan 1234 -Confirm; Set-KsmTuning -Profile Aggressive -Confirm; Invoke-KsmAutoTune -Duration 5 -Confirm");
+        var r = confirm.Run("Set-Location -LiteralPath $args[0]; $run = $args[1]; Set-KsmTuning -PagesToScan 1234 -Confirm; Set-KsmTuning -Profile Aggressive -Confirm; Invoke-KsmAutoTune -Duration 5 -Confirm", [_dir, Path.Combine(_dir, "run")]);
         r.Ok();
-        Assert.True(host.Prompts >= 3, $"{host.Prompts} prompts");
+        Assert.Equal(3, host.Prompts);
+        confirm.Run($"$tiny = Get-KvmTinyGuest; New-QcowOverlay runspace-c.qcow2 -BackingPath base.raw -Confirm; Start-KvmGuest -DiskPath base.raw -Name runspace-c {Guest} -Confirm; Invoke-OvercommitExperiment -TinyGuest -GuestCount 1 -Duration 00:01:00 -WorkDirectory . -Confirm").Ok();
+        Assert.True(host.Prompts >= 6, $"{host.Prompts} prompts");
         SameKsm(before, "-Confirm answered No");
+        Assert.Empty(Qemus().Except(qemus));
+        Assert.Equal(files, Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Length);
+    }
+
+    /// <summary>The cmdlets whose -WhatIf and -Confirm the tests above exercise: a new ShouldProcess cmdlet must join them.</summary>
+    static readonly HashSet<string> ShouldProcessCovered = ["Invoke-KsmAutoTune", "Invoke-OvercommitExperiment", "New-QcowOverlay", "Set-KsmTuning", "Set-KvmGuestMemory", "Start-KvmGuest", "Stop-KvmGuest"];
+
+    [Fact]
+    public void EveryShouldProcessCmdletHasItsWhatIfAndConfirmTested()
+    {
+        var names = S.Run("(Get-Command -Module KvmOvercommit | Where-Object { $_.Parameters.ContainsKey('WhatIf') }).Name").Ok().Output.Select(o => o.ToString()).ToList();
+        Assert.Empty(names.Where(n => !ShouldProcessCovered.Contains(n)));
     }
 
     [Fact]

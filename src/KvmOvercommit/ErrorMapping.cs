@@ -22,12 +22,30 @@ public static class ErrorMapping
         _ => ErrorCategory.NotSpecified,
     };
 
+    /// <summary>
+    /// What to do about an error of this kind when the engine gave no specific hint: every ErrorRecord the module
+    /// writes carries a RecommendedAction.
+    /// </summary>
+    public static string DefaultHint(ErrorKind kind) => kind switch
+    {
+        ErrorKind.NotFound => "Check the name or path: it must exist on this host.",
+        ErrorKind.PermissionDenied => "Run as root (sudo pwsh), or as a user allowed to change this.",
+        ErrorKind.InvalidArgument => "Correct the value the message names; Get-Help <command> -Parameter <name> says what it accepts.",
+        ErrorKind.ResourceExists => "Choose another name, or add -Force to replace it.",
+        ErrorKind.ResourceBusy => "Stop whatever holds it (the message names it), then retry.",
+        ErrorKind.InvalidData => "The file or kernel data the message names is malformed: check it or restore a good copy.",
+        ErrorKind.NotInstalled => "Install the missing component (the README lists the prerequisites).",
+        ErrorKind.InvalidOperation => "Check the current state (the message says what conflicts) and retry.",
+        ErrorKind.Timeout => "Retry, or allow more time (-TimeoutSeconds where the command has it).",
+        ErrorKind.ConnectionError => "Check that the guest or service is running and its socket is reachable.",
+        _ => "See the message; Get-Help <command> -Full describes the parameters.",
+    };
+
     /// <summary>Builds the ErrorRecord for an engine exception: stable id, category, target and the hint as RecommendedAction.</summary>
     public static ErrorRecord ToErrorRecord(KvmOcException e)
     {
         var record = new ErrorRecord(e, e.ErrorId, ToCategory(e.Kind), e.Target);
-        record.ErrorDetails = new ErrorDetails(e.Message);
-        if (e.Hint is not null) record.ErrorDetails.RecommendedAction = e.Hint;
+        record.ErrorDetails = new ErrorDetails(e.Message) { RecommendedAction = e.Hint ?? DefaultHint(e.Kind) };
         return record;
     }
 
@@ -37,8 +55,7 @@ public static class ErrorMapping
         if (e is KvmOcException k) return ToErrorRecord(k);
         var (kind, hint) = KvmOcException.Classify(e);
         var record = new ErrorRecord(e, errorId, ToCategory(kind), target);
-        record.ErrorDetails = new ErrorDetails(e.Message);
-        if (hint is not null) record.ErrorDetails.RecommendedAction = hint;
+        record.ErrorDetails = new ErrorDetails(e.Message) { RecommendedAction = hint ?? DefaultHint(kind) };
         return record;
     }
 }

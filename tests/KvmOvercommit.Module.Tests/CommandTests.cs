@@ -134,8 +134,8 @@ public class CommandTests(SessionFixture fx) : IClassFixture<SessionFixture>
     {
         var r = S.Run("$t = [Diagnostics.Stopwatch]::StartNew(); $s = Watch-KsmStat -Duration 1 -IntervalSeconds 0.2; $t.Elapsed.TotalSeconds; $s.Count").Ok();
         // 30 ticks would end at once with no sample.
-        Assert.InRange(Convert.ToDouble(r.Output[0].BaseObject), 0.5, 5);
-        Assert.InRange(Convert.ToInt32(r.Output[1].BaseObject), 3, 6);
+        Assert.InRange(Convert.ToDouble(r.Output[0].BaseObject), 0.75, 15);
+        Assert.InRange(Convert.ToInt32(r.Output[1].BaseObject), 2, 6);
     }
 
     [Fact]

@@ -134,6 +134,7 @@ public class ManifestTests(SessionFixture fx) : IClassFixture<SessionFixture>
         finally { File.Delete(f); }
     }
 
+    /// <summary>A file check on purpose: import only loads the ps1xml files the manifest names, this covers every one.</summary>
     [Fact]
     public void EveryPs1xmlIsWellFormedXml()
     {

@@ -33,7 +33,8 @@ public static class OvercommitExperiment
         if (o.CpuCount < 1) throw Bad("CpuCountInvalid", $"-CpuCount {o.CpuCount} must be at least 1.", o.CpuCount);
         if (o.StaggerSeconds < 0) throw Bad("ExperimentInvalidStagger", $"-StaggerSeconds {o.StaggerSeconds} must not be negative.", o.StaggerSeconds);
         if (o.Interval <= TimeSpan.Zero) throw Bad("ExperimentInvalidInterval", $"-IntervalSeconds must be positive, not {o.Interval.TotalSeconds}.", o.Interval);
-        if (o.Duration is TimeSpan d && d < o.Interval) throw Bad("ExperimentInvalidDuration", $"-Duration {d} is shorter than one sampling interval ({o.Interval.TotalSeconds} s).", d);
+        if (o.Duration is TimeSpan d && d < o.Interval) throw Bad("ExperimentInvalidDuration", $"-Duration {d} is shorter than one sampling interval ({o.Interval.TotalSeconds} s).", d,
+            "Give a -Duration of at least -IntervalSeconds (a number is seconds: -Duration 120), or a smaller -IntervalSeconds.");
         if (o.Profiles is not { Length: > 0 }) throw Bad("ExperimentNoProfile", "-KsmProfile needs at least one profile (Default, Aggressive, Advisor, Adaptive).", null);
         if (o.Profiles.Distinct().Count() != o.Profiles.Length) throw Bad("ExperimentDuplicateProfile", $"-KsmProfile names a profile twice: {string.Join(", ", o.Profiles)}.", string.Join(",", o.Profiles));
         if (o.FillMiB is < 0 || o.FillMiB > o.MemoryMB) throw Bad("ExperimentInvalidFill", $"The fill ({o.FillMiB} MiB) must be from 0 to -MemoryMB ({o.MemoryMB}).", o.FillMiB);

@@ -192,7 +192,8 @@ public sealed class KsmTuner
             }
         }
         static KvmOcException Bad(string knob, object value, string rule) =>
-            new(ErrorKind.InvalidArgument, "KsmInvalidValue", $"{knob} = {value} is not valid: {rule}. Nothing was written.", knob);
+            new(ErrorKind.InvalidArgument, "KsmInvalidValue", $"{knob} = {value} is not valid: {rule}. Nothing was written.", knob,
+                $"Give {knob} a value that fits ({rule}).");
         void Range(string knob, long? v, long min, long max)
         {
             if (v is not null && (v < min || v > max)) throw Bad(knob, v, $"must be between {min} and {max}");

@@ -117,7 +117,8 @@ public static class QcowOverlayWriter
         if (b.VirtualSize is null && options.SizeBytes is null)
             throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingSizeUnknown", $"Cannot tell the virtual size of '{b.Path}' as {options.BackingFormat ?? b.Format}.", b.Path, "Give the overlay's size (-SizeBytes, kvmoc: --size-bytes).");
         if (!Directory.Exists(dir))
-            throw new KvmOcException(ErrorKind.NotFound, "QcowTargetFolderNotFound", $"Folder '{dir}' does not exist.", full);
+            throw new KvmOcException(ErrorKind.NotFound, "QcowTargetFolderNotFound", $"Folder '{dir}' does not exist.", full,
+                "Create the folder first (New-Item -ItemType Directory, mkdir -p), or name a path in an existing folder.");
         // Only a regular file is ever replaced: a device node, FIFO or socket is refused even with -Force (and -WhatIf
         // never offers to replace one).
         var targetKind = FileKind.RequireFile(full, "Overlay target", directoryId: "QcowTargetIsDirectory", notFileId: "QcowTargetNotRegularFile");

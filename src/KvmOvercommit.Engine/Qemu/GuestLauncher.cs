@@ -152,7 +152,8 @@ public static class GuestLauncher
         if (disk is not null) CheckBackingChain(disk, name);
         string? kernel = o.Kernel is null ? null : Path.GetFullPath(o.Kernel), initrd = o.Initrd is null ? null : Path.GetFullPath(o.Initrd);
         if (kernel is null && (initrd is not null || o.KernelArguments is not null))
-            throw new KvmOcException(ErrorKind.InvalidArgument, "KernelRequired", "-Initrd and -KernelArguments need -Kernel (direct kernel boot).", name);
+            throw new KvmOcException(ErrorKind.InvalidArgument, "KernelRequired", "-Initrd and -KernelArguments need -Kernel (direct kernel boot).", name,
+                "Add -Kernel PATH (Get-KvmTinyGuest gives one), or leave out -Initrd and -KernelArguments.");
         foreach (var f in new[] { kernel, initrd })
             if (f is not null && FileKind.RequireFile(f, "The boot file", directoryId: "BootFileIsDirectory", notFileId: "BootFileNotRegularFile") == PathKind.Missing)
                 throw new KvmOcException(ErrorKind.NotFound, "BootFileNotFound", $"'{f}' does not exist.", f, "Get-KvmTinyGuest returns a kernel and an initramfs that exist.");

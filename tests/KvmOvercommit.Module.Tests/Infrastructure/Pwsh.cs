@@ -180,3 +180,35 @@ public sealed class AnswerNoHost : PSHost
         public override void WriteWarningLine(string message) { }
     }
 }
+
+/// <summary>Ctrl+C in a hosted runspace: BeginInvoke, wait until the pipeline is under way, then PowerShell.Stop().</summary>
+public static class CtrlC
+{
+    /// <summary>Runs <paramref name="script"/>, waits until <paramref name="ready"/> holds (or the output has
+    /// <paramref name="outputs"/> objects), stops it and returns how long Stop() took, the output, and the state.</summary>
+    public static (TimeSpan StopTook, List<PSObject> Output, PSInvocationState State, List<ErrorRecord> Errors) StopWhen(
+        PwshSession s, string script, int outputs = 1, Func<bool>? ready = null, TimeSpan? within = null)
+    {
+        using var ps = PowerShell.Create();
+        ps.Runspace = s.Runspace;
+        ps.AddScript(script);
+        var output = new PSDataCollection<PSObject>();
+        var async = ps.BeginInvoke<PSObject, PSObject>(null, output);
+        var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(60));
+        while (DateTime.UtcNow < deadline && !(ready?.Invoke() ?? output.Count >= outputs))
+        {
+            if (async.IsCompleted) break;
+            Thread.Sleep(50);
+        }
+        // (PSDataCollection's enumerator blocks while the pipeline runs: read the errors only once it has ended.)
+        if (async.IsCompleted) Assert.Fail($"'{script}' ended before it was stopped: {string.Join("; ", ps.Streams.Error)}");
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        // Off the test thread (xunit's synchronization context), with a limit so that a hang fails instead of blocking the run.
+        var stop = Task.Run(ps.Stop);
+        var stopped = stop.Wait(TimeSpan.FromSeconds(30));
+        sw.Stop();
+        Assert.True(stopped, $"Stop() did not return in 30 s for '{script}'");
+        try { ps.EndInvoke(async); } catch (PipelineStoppedException) { } catch (RuntimeException) { }
+        return (sw.Elapsed, output.ReadAll().ToList(), ps.InvocationStateInfo.State, ps.Streams.Error.ReadAll().ToList());
+    }
+}

@@ -163,3 +163,52 @@ public class HostilePathTests
         Assert.Matches(@"skipped \d+ more line\(s\)", obs.Warnings[^1]);
     }
 }
+
+/// <summary>
+/// An unreadable file, as nobody (issue 12's generated path cases): every path entry point says PermissionDenied (exit
+/// 4) at once, through kvmoc running as nobody (setpriv), and nothing changes.
+/// </summary>
+public class HostileUnreadableTests
+{
+    [SkippableFact]
+    public void AnUnreadableFileIsPermissionDeniedForNobody()
+    {
+        Prereq.RequireRoot();
+        var setpriv = Prereq.RequireTool("setpriv");
+        Prereq.Require(File.Exists(KsmWorkloads.KvmocDll), "kvmoc.dll next to the tests");
+        var dir = Path.Combine("/tmp", "kvmoc-hostile-nobody-" + Guid.NewGuid().ToString("N")[..6]);
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.SetUnixFileMode(dir, (UnixFileMode)0x1FF); // 0777: nobody may create files here (and must not)
+            var secret = Path.Combine(dir, "secret.qcow2");
+            using (var f = File.Create(secret)) f.SetLength(1 << 20);
+            File.SetUnixFileMode(secret, UnixFileMode.UserRead | UnixFileMode.UserWrite); // 0600, root's
+            var before = string.Join(",", Directory.GetFileSystemEntries(dir).OrderBy(x => x, StringComparer.Ordinal));
+            foreach (var args in new[]
+            {
+                new[] { "qcow", "info", secret },
+                new[] { "qcow", "overlay", "-b", secret, Path.Combine(dir, "new.qcow2") },
+                new[] { "host", "mdstat", "--path", secret },
+                new[] { "leases", "--path", secret },
+            })
+            {
+                var psi = new System.Diagnostics.ProcessStartInfo(setpriv) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+                foreach (var a in new[] { "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", "HOME=/tmp", "DOTNET_CLI_HOME=/tmp", "DOTNET_NOLOGO=1", "dotnet", KsmWorkloads.KvmocDll }.Concat(args))
+                    psi.ArgumentList.Add(a);
+                using var p = System.Diagnostics.Process.Start(psi)!;
+                var err = p.StandardError.ReadToEnd();
+                Assert.True(p.WaitForExit(20000), $"kvmoc {string.Join(' ', args)} hung");
+                Assert.True(p.ExitCode == 4, $"kvmoc {string.Join(' ', args)}: exit {p.ExitCode}: {err}");
+                Assert.Contains("denied", err);
+                Assert.DoesNotContain("Unexpected", err);
+                Assert.DoesNotContain("   at ", err);
+            }
+            Assert.Equal(before, string.Join(",", Directory.GetFileSystemEntries(dir).OrderBy(x => x, StringComparer.Ordinal)));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+}

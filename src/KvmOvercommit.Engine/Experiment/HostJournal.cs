@@ -46,6 +46,9 @@ public sealed class HostJournal
     /// <summary>Every writable KSM setting as the run found it (restored by -Recover).</summary>
     public KsmTuning? KsmSettings { get; set; }
 
+    /// <summary>The sysfs root the KSM settings were read under (/sys; a test's fake tree otherwise): -Recover restores them there.</summary>
+    public string? SysRoot { get; set; }
+
     /// <summary>pages_shared when the run started (0: nothing was merged).</summary>
     public long KsmPagesShared { get; set; }
 
@@ -102,6 +105,7 @@ public sealed class HostJournal
             StartTime = DateTimeOffset.UtcNow,
             KsmSettings = ksm?.Settings,
             KsmPagesShared = ksm?.PagesSharedAtCapture ?? 0,
+            SysRoot = ksm?.Roots.Sys,
             JournalPath = Path.Combine(dir, $"{kind}-{id}.json"),
         };
         try
@@ -284,16 +288,17 @@ public sealed class HostJournal
                     problems.Add($"Could not delete '{d}': {e.Message}");
                 }
             }
+            var ksmRoots = j.SysRoot is null ? roots : roots with { Sys = j.SysRoot };
             try
             {
                 if (j.Kind == AutoTuneKind && j.ExitPagesToScan is long pages && j.ExitSleepMilliseconds is long sleep)
                 {
-                    new KsmTuner(roots, observer).Set(new KsmTuning { PagesToScan = pages, SleepMilliseconds = sleep });
+                    new KsmTuner(ksmRoots, observer).Set(new KsmTuning { PagesToScan = pages, SleepMilliseconds = sleep });
                     observer.Verbose($"KSM left at the autotuner's exit rate {pages} pages / {sleep} ms");
                 }
                 else if (j.KsmSettings is not null)
                 {
-                    var differences = KsmSettingsSnapshot.From(roots, j.KsmSettings, j.KsmPagesShared).Restore(observer);
+                    var differences = KsmSettingsSnapshot.From(ksmRoots, j.KsmSettings, j.KsmPagesShared).Restore(observer);
                     if (differences.Count > 0) problems.Add("KSM settings still differ after the restore: " + string.Join("; ", differences));
                 }
             }
@@ -315,7 +320,8 @@ public sealed class HostJournal
     /// <summary>The autotuner's journal (KSM rate found and exit rate), unless <paramref name="options"/> opts out.</summary>
     internal static HostJournal? ForAutoTune(KsmAutoTuneOptions options, long exitPages, long exitSleep)
     {
-        if (!options.Journal) return null;
+        // Only on the real kernel: a test on a fake sysfs tree leaves nothing in /run.
+        if (!options.Journal || options.Roots is not null && options.Roots != HostRoots.Default) return null;
         var j = Begin(AutoTuneKind, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), options.JournalDirectory,
             KsmSettingsSnapshot.Capture(options.Roots), exitPages, exitSleep);
         return j;

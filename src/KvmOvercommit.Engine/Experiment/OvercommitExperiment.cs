@@ -59,7 +59,7 @@ public static class OvercommitExperiment
         var stem = $"{o.NamePrefix}-{id}";
         bool createsBase = o.BaseImage is null, tiny = o.TinyGuest ?? createsBase;
         string? baseImage = o.BaseImage is null ? null : Path.GetFullPath(o.BaseImage);
-        if (baseImage is not null && !File.Exists(baseImage))
+        if (baseImage is not null && FileKind.RequireFile(baseImage, "The base image", allowBlockDevice: true, directoryId: "BaseImageIsDirectory", notFileId: "BaseImageNotRegularFile") == PathKind.Missing)
             throw new KvmOcException(ErrorKind.NotFound, "BaseImageNotFound", $"The base image '{baseImage}' does not exist.", baseImage);
         if (createsBase && ToolRunner.Which("qemu-img") is null)
             throw new KvmOcException(ErrorKind.NotInstalled, "QemuImgNotInstalled", "'qemu-img' is not installed (it makes the tiny guest's small base image).", "qemu-img", "Install it: apt-get install qemu-utils");

@@ -122,7 +122,7 @@ public static class GuestStopper
             {
                 throw new KvmOcException(ErrorKind.ResourceBusy, "GuestQmpBusy",
                     $"Guest '{guest.Name}' (pid {pid}) did not answer on its QMP socket '{socket}' within {o.Timeout.TotalSeconds:0.#} s ({e.Message}); it was left running.", guest.Name,
-                    "Another client probably holds its QMP connection (QEMU serves one at a time, e.g. Measure-KvmGuestIops -Continuous): end it and stop again, give a longer -TimeoutSeconds, or -Force to end the guest with SIGTERM (no ACPI power-down).", e);
+                    "Another client probably holds its QMP connection (QEMU serves one at a time, e.g. Measure-KvmGuestIops -Continuous), or the guest is hung: end that client and stop again, give a longer -TimeoutSeconds, or -Force to end the guest with SIGTERM (no ACPI power-down).", e);
             }
             catch (KvmOcException e)
             {

@@ -292,7 +292,10 @@ public class GuestLifecycleTests(ITestOutputHelper output)
         {
             var stopOptions = new GuestStopOptions { Timeout = TimeSpan.FromSeconds(1), QuitTimeout = TimeSpan.FromSeconds(1) };
             var e = await Assert.ThrowsAsync<KvmOcException>(() => GuestStopper.StopAsync(g, stopOptions, NullObserver.Instance));
-            Assert.Equal("GuestStopTimeout", e.ErrorId);
+            // A QMP socket that never greets (a hung QEMU, or another client holding it) fails the graceful stop
+            // and leaves the guest running; only -Force goes on to SIGTERM/SIGKILL.
+            Assert.Equal("GuestQmpBusy", e.ErrorId);
+            Assert.Equal(ErrorKind.ResourceBusy, e.Kind);
             Assert.Contains("-Force", e.Hint);
             Assert.True(ProcessLiveness.IsAlive(HostRoots.Default, g.Id, null)); // no SIGKILL without -Force
             Assert.True(Directory.Exists(g.RunDirectory));

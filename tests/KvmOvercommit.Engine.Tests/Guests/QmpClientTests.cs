@@ -97,12 +97,13 @@ public class QmpClientTests
     }
 
     [SkippableFact]
-    public async Task Missing_Socket_Is_ConnectionError_After_Timeout()
+    public async Task Missing_Socket_Is_QmpSocketMissing_After_Timeout()
     {
         using var d = new TempDir();
         var sw = Stopwatch.StartNew();
         var e = await Assert.ThrowsAsync<KvmOcException>(() => QmpClient.ConnectAsync(d.File("none.sock"), TimeSpan.FromMilliseconds(300)));
-        Assert.Equal(ErrorKind.ConnectionError, e.Kind);
+        Assert.Equal(ErrorKind.NotFound, e.Kind);
+        Assert.Equal("QmpSocketMissing", e.ErrorId);
         Assert.True(sw.Elapsed >= TimeSpan.FromMilliseconds(250));
     }
 

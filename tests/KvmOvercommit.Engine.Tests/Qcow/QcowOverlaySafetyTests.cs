@@ -159,7 +159,11 @@ public class QcowOverlaySafetyTests
         var basePath = NewBase(dir);
         var top = Create(dir.File("top.qcow2"), basePath).Path;
         File.Delete(basePath);
-        var e = Refused(() => QcowReader.Read(top));
+        // Reading shows the image with the broken link marked (as qemu-img info does); building on it is refused.
+        var img = QcowReader.Read(top);
+        Assert.Equal(basePath, img.MissingBackingFile);
+        Assert.Equal(new[] { basePath }, img.BackingChain);
+        var e = Refused(() => QcowOverlayWriter.OpenBacking(top, null));
         Assert.Equal(ErrorKind.NotFound, e.Kind);
         Assert.Equal("QcowBackingFileMissing", e.ErrorId);
         Assert.Contains(basePath, e.Message);

@@ -24,6 +24,7 @@
         'Get-OvercommitReport'
         'Get-QcowImage'
         'Invoke-KsmAutoTune'
+        'Invoke-KvmMemoryBalancer'
         'Invoke-OvercommitExperiment'
         'Measure-DeviceIops'
         'Measure-KvmGuestIops'

@@ -36,6 +36,7 @@ public sealed class MemoryBalancerOptions
 }
 
 /// <summary>One guest over a balancer run.</summary>
+[OutputObject]
 public sealed class KvmMemoryBalancerGuest
 {
     /// <summary>Guest name.</summary>
@@ -59,6 +60,7 @@ public sealed class KvmMemoryBalancerGuest
 }
 
 /// <summary>What a run of Invoke-KvmMemoryBalancer did.</summary>
+[OutputObject]
 public sealed class KvmMemoryBalancerResult
 {
     /// <summary>The host.</summary>

@@ -110,6 +110,7 @@ public enum BalloonAction
 }
 
 /// <summary>One balloon decision, with its reason.</summary>
+[OutputObject]
 public sealed class KvmMemoryBalancerDecision
 {
     /// <summary>Seconds since the balancer started.</summary>
@@ -230,23 +231,22 @@ public sealed class MemoryBalancerController
             {
                 if (need <= 0) break;
                 double from = Math.Min(s.G.ActualMB, s.Last ?? double.MaxValue);
-                double room = from - s.Min;
-                string limit = $"its minimum {s.Min} MiB";
+                // The limits on what this guest gives: a step, its minimum, what it keeps available, the shortfall.
+                var limits = new List<(double Room, string Why)> { (s.Step, $"a step of {s.Step} MiB"), (from - s.Min, $"its minimum {s.Min} MiB") };
                 if (s.G.GuestAvailableMB is double av && s.Reserve is double res)
                 {
                     // The guest's available figure is from before any inflation still under way: count that in.
                     double inFlight = Math.Max(0, s.G.ActualMB - from);
-                    double spare = av - inFlight - res;
-                    if (spare < room) { room = spare; limit = $"the {F(res)} MiB it keeps available ({F(av)} MiB available)"; }
+                    limits.Add((av - inFlight - res, $"the {F(res)} MiB it keeps available of {F(av)} MiB"));
                 }
-                long take = (long)Math.Floor(Math.Min(Math.Min(room, s.Step), need));
+                if (need < double.MaxValue) limits.Add((need, $"the host's shortfall of {F(need)} MiB"));
+                var bound = limits.OrderBy(l => l.Room).First();
+                long take = (long)Math.Floor(bound.Room);
                 if (take < 1) continue;
-                long target = (long)Math.Ceiling(from) - take;
-                target = Math.Max(target, s.Min);
-                if (target >= s.G.ActualMB - 0.5 && s.Last == target) continue;
+                long target = Math.Max((long)Math.Ceiling(from) - take, s.Min);
                 need -= take;
                 byId[s.G.Id] = D(s.G, s.Min, BalloonAction.Inflate, target,
-                    $"{round.Verdict}; {F(s.G.GuestAvailableMB ?? from - s.Min)} MiB free in the guest: −{take} MiB (step {s.Step}, not below {limit})");
+                    $"{round.Verdict}; {F(s.G.GuestAvailableMB ?? from - s.Min)} MiB free in the guest: −{take} MiB (limited by {bound.Why})");
             }
         }
         else if (round.Relaxed)

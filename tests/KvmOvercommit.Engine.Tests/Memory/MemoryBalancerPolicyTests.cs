@@ -143,7 +143,7 @@ public class MemoryBalancerPolicyTests
         // 60 MiB available, reserve max(8, 10% of 200) = 20: at most 40 MiB may go, though the step would allow 128.
         var d = c.Decide(Host(50), new[] { G("a", 1, 256, 236, available: 60, total: 200) }).Decisions.Single();
         Assert.Equal(196, d.TargetMB);
-        Assert.Contains("not below the 20 MiB it keeps available", d.Reason);
+        Assert.Contains("limited by the 20 MiB it keeps available of 60 MiB", d.Reason);
     }
 
     [Fact]

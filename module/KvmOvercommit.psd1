@@ -25,6 +25,7 @@
         'Get-OvercommitReport'
         'Get-QcowImage'
         'Invoke-KsmAutoTune'
+        'Invoke-KvmMemoryBalancer'
         'Invoke-OvercommitExperiment'
         'Measure-DeviceIops'
         'Measure-DeviceIopsCapacity'

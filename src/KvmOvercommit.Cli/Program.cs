@@ -33,7 +33,7 @@ public static class Program
 
     /// <summary>Every area's provider, in the order of their class names (the order of `kvmoc --help`).</summary>
     internal static ICliCommandProvider[] Providers() =>
-        new ICliCommandProvider[] { new ExperimentCli(), new FleetCli(), new GuestOpsCli(), new GuestsCli(), new HostCli(), new KsmCli(), new QcowCli() };
+        new ICliCommandProvider[] { new ExperimentCli(), new FleetCli(), new GuestOpsCli(), new GuestsCli(), new HostCli(), new KsmCli(), new MemoryCli(), new QcowCli() };
 }
 
 /// <summary>One area's contribution to the kvmoc command tree (e.g. `ksm …`, `qcow …`).</summary>

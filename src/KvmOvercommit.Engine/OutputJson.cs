@@ -7,6 +7,7 @@ using KvmOvercommit.Engine.HostInfo;
 using KvmOvercommit.Engine.Io;
 using KvmOvercommit.Engine.Ksm;
 using KvmOvercommit.Engine.Ksm.AutoTune;
+using KvmOvercommit.Engine.Memory;
 using KvmOvercommit.Engine.Qcow;
 using KvmOvercommit.Engine.Qemu;
 
@@ -67,6 +68,13 @@ namespace KvmOvercommit.Engine;
 [JsonSerializable(typeof(KsmTuning))]
 [JsonSerializable(typeof(KsmTuningPlan))]
 [JsonSerializable(typeof(KsmWrite))]
+[JsonSerializable(typeof(BalloonGuestState))]
+[JsonSerializable(typeof(KvmMemoryBalancerDecision))]
+[JsonSerializable(typeof(KvmMemoryBalancerGuest))]
+[JsonSerializable(typeof(KvmMemoryBalancerResult))]
+[JsonSerializable(typeof(MemoryBalancerPolicy))]
+[JsonSerializable(typeof(MemoryBalancerRound))]
+[JsonSerializable(typeof(MemoryPressureReading))]
 [JsonSerializable(typeof(QcowImage))]
 [JsonSerializable(typeof(QcowOverlayPlan))]
 [JsonSerializable(typeof(BalloonPlan))]

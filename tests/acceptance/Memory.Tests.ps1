@@ -176,3 +176,62 @@ Describe 'Get-OvercommitReport: the risk side' {
         }
     }
 }
+
+Describe 'Invoke-KvmMemoryBalancer' {
+    It 'takes two idle guests down to their minimum under pressure, never below it, and gives them back their size at exit' {
+        $gs = foreach ($n in 'a', 'b') { Start-KvmGuest @Common -Name "bal$n-$Suffix" -MemoryMB 256 -KernelArguments 'quiet kvmoc.fill=16,4' -PassThru }
+        try {
+            foreach ($g in $gs) { Wait-Serial $g | Should -BeTrue }
+            $clock = [System.Diagnostics.Stopwatch]::StartNew()
+            $r = Invoke-KvmMemoryBalancer -Name $gs.Name -Duration 30 -IntervalSeconds 1 -HostTargetPercent 1 -MinimumMB 100
+            $after = $clock.Elapsed.TotalSeconds - 30
+            $r | Should -BeOfType 'KvmOvercommit.Engine.Memory.KvmMemoryBalancerResult'
+            $r.Guests.Count | Should -Be 2
+            $r.PressureRounds | Should -Be $r.Rounds
+            foreach ($x in $r.Guests) {
+                $x.MinimumMB | Should -Be 100
+                $x.LowestActualMB | Should -BeGreaterOrEqual 100     # never below the minimum in any round
+                $x.LowestActualMB | Should -BeLessOrEqual 110        # and down to 100-110 MiB within the 30 s
+                $x.FinalActualMB | Should -Be 256                    # deflated at exit
+            }
+            $r.Decisions | ForEach-Object { $_.TargetMB | Should -BeGreaterOrEqual 100; $_.Applied | Should -BeTrue }
+            $r.DeflatedAtExit | Should -BeTrue
+            $after | Should -BeLessOrEqual 12                         # back at 256 within 10 s (plus the last round)
+            (Get-KvmGuestMemory -Name $gs.Name -StatsIntervalSeconds 0).ActualMB | ForEach-Object { $_ | Should -Be 256 }
+            ($r | Format-Table | Out-String) | Should -Match 'Rounds'
+            ($r.Decisions | Format-Table | Out-String) | Should -Match 'Inflate'
+        }
+        finally {
+            Stop-KvmGuest -Name $gs.Name -TurnOff -Force -Confirm:$false -ErrorAction SilentlyContinue
+        }
+    }
+
+    It 'decides but sets nothing under -WhatIf, and kvmoc memory balance --what-if does the same' {
+        $g = Start-KvmGuest @Common -Name "baldry-$Suffix" -MemoryMB 192 -PassThru
+        try {
+            Wait-Serial $g | Should -BeTrue
+            $r = Invoke-KvmMemoryBalancer -Name $g.Name -Duration 3 -IntervalSeconds 1 -HostTargetPercent 1 -GuestMinimumMB @{ "baldry-*" = 150 } -WhatIf
+            $r.DryRun | Should -BeTrue
+            $r.Decisions.Count | Should -BeGreaterThan 0
+            $r.Decisions | ForEach-Object { $_.Applied | Should -BeFalse; $_.MinimumMB | Should -Be 150 }
+            (Get-KvmGuestMemory -Name $g.Name -StatsIntervalSeconds 0).ActualMB | Should -Be 192
+            $j = Invoke-Kvmoc memory balance $g.Name --duration 3 --interval-seconds 1 --host-target-percent 1 --minimum-mb 150 --what-if --quiet --json | ConvertFrom-Json
+            $LASTEXITCODE | Should -Be 0
+            $j.DryRun | Should -BeTrue
+            $j.Guests[0].MinimumMB | Should -Be 150
+            (Get-KvmGuestMemory -Name $g.Name -StatsIntervalSeconds 0).ActualMB | Should -Be 192
+        }
+        finally {
+            Stop-KvmGuest -Name $g.Name -TurnOff -Force -Confirm:$false -ErrorAction SilentlyContinue
+        }
+    }
+
+    It 'refuses bad values and a cgroup that does not exist with clear errors' {
+        { Invoke-KvmMemoryBalancer -Duration 1 -Cgroup "/nonexistent-$Suffix" -ErrorAction Stop } | Should -Throw -ErrorId 'CgroupNotFound*'
+        { Invoke-KvmMemoryBalancer -Duration 1 -Shares @{ web = 0 } -ErrorAction Stop } | Should -Throw -ErrorId 'BalancerInvalidValue*'
+        Invoke-Kvmoc memory balance --duration 1 --shares web 2>&1 | Out-Null
+        $LASTEXITCODE | Should -Be 2
+        (Get-Help Invoke-KvmMemoryBalancer -Full | Out-String) | Should -Match 'HostTargetPercent'
+        Test-Path (Join-Path (Split-Path -Parent $Kvmoc) 'systemd/kvmoc-memory-balance.service') | Should -BeTrue
+    }
+}

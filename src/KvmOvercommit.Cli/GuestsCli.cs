@@ -17,9 +17,11 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         var cache = new Option<string?>("--cache-directory") { Description = "Cache root (default ~/.cache/kvmovercommit/tiny-guest)." };
         cmd.Options.Add(force);
         cmd.Options.Add(cache);
+        var variant = new Option<TinyGuestVariant>("--variant") { Description = "Basic, or Fleet (DHCP with udhcpc + dropbear SSH, for Ansible -m raw).", DefaultValueFactory = _ => TinyGuestVariant.Basic };
+        cmd.Options.Add(variant);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
-            var image = await TinyGuest.GetAsync(new TinyGuestOptions { Force = parse.GetValue(force), CacheRoot = parse.GetValue(cache) }, run, ct).ConfigureAwait(false);
+            var image = await TinyGuest.GetAsync(new TinyGuestOptions { Force = parse.GetValue(force), CacheRoot = parse.GetValue(cache), Variant = parse.GetValue(variant) }, run, ct).ConfigureAwait(false);
             run.WriteResults(new[] { image });
         });
         yield return cmd;

@@ -73,6 +73,12 @@ public sealed class GuestStartOptions
 
     /// <summary>A bytes/s limit (total) for the guest's disk from the start: the drive's throttling.bps-total; null or 0: none.</summary>
     public long? BpsLimit { get; set; }
+
+    /// <summary>Run QEMU inside this network namespace (ip netns exec); its tap and bridge are the namespace's.</summary>
+    public string? NetworkNamespace { get; set; }
+
+    /// <summary>The disk's cache mode (QEMU -drive cache=: none, writeback, writethrough, directsync, unsafe); null: QEMU's default, writeback. none opens the image with O_DIRECT, so the guest's I/O reaches the host device.</summary>
+    public string? DiskCache { get; set; }
 }
 
 /// <summary>What starting a guest will do: the exact QEMU command line and where its files go. Nothing is started yet.</summary>
@@ -102,6 +108,15 @@ public sealed class GuestLaunchPlan
     /// </summary>
     public string[]? TcgFallbackArguments { get; set; }
 
+    /// <summary>-Network Tap -Bridge on a Linux or Open vSwitch bridge: the tap QEMU creates (it goes away with QEMU).</summary>
+    public string? TapDevice { get; set; }
+
+    /// <summary>The script QEMU runs when the tap is up (written to the run directory as ifup): puts the tap on the bridge.</summary>
+    public string? TapUpScript { get; set; }
+
+    /// <summary>The script QEMU runs before the tap goes (ifdown; Open vSwitch only: removes the port).</summary>
+    public string? TapDownScript { get; set; }
+
     /// <summary>The command line as a shell would need it (for -Verbose and -WhatIf; QEMU itself gets the array).</summary>
     public string CommandLine => string.Join(' ', new[] { Executable }.Concat(Arguments).Select(ShellQuote));
 
@@ -118,7 +133,10 @@ public static class GuestLauncher
     /// <summary>File names inside a run directory.</summary>
     public const string QmpFile = "qmp.sock", PidFileName = "qemu.pid", SerialFile = "serial.log", CommandLineFile = "cmdline.json";
 
-    internal static readonly string[] RunFiles = { QmpFile, PidFileName, SerialFile, CommandLineFile };
+    internal static readonly string[] RunFiles = { QmpFile, PidFileName, SerialFile, CommandLineFile, TapUpFile, TapDownFile };
+
+    /// <summary>The tap scripts QEMU runs for -Bridge on a Linux or Open vSwitch bridge.</summary>
+    public const string TapUpFile = "ifup", TapDownFile = "ifdown";
 
     /// <summary>/run/kvmovercommit as root, else $XDG_RUNTIME_DIR/kvmovercommit, else /tmp/kvmovercommit-&lt;uid&gt;.</summary>
     public static string DefaultRunRoot
@@ -203,6 +221,7 @@ public static class GuestLauncher
             }
         }
 
+        string? tapNetdev = null, tap = null, tapUp = null, tapDown = null;
         var args = new List<string>
         {
             "-name", "guest=" + QemuOptionString.Escape(name),
@@ -229,7 +248,8 @@ public static class GuestLauncher
                 args.AddRange(new[] { "-netdev", "user,id=net0", "-device", $"virtio-net-pci,netdev=net0,mac={mac},romfile=" });
                 break;
             case GuestNetwork.Tap:
-                args.AddRange(new[] { "-netdev", o.Bridge is null ? "tap,id=net0" : "bridge,id=net0,br=" + QemuOptionString.Escape(o.Bridge), "-device", $"virtio-net-pci,netdev=net0,mac={mac},romfile=" });
+                tapNetdev = TapNetdev(o, name, runDir, out tap, out tapUp, out tapDown);
+                args.AddRange(new[] { "-netdev", tapNetdev ?? (o.Bridge is null ? "tap,id=net0" : "bridge,id=net0,br=" + QemuOptionString.Escape(o.Bridge)), "-device", $"virtio-net-pci,netdev=net0,mac={mac},romfile=" });
                 break;
         }
         if (o.Balloon) args.AddRange(new[] { "-device", BalloonDevice(o, qemu, observer) });
@@ -245,6 +265,13 @@ public static class GuestLauncher
         }
         args.AddRange(o.ExtraArgument);
         args.Add("-daemonize");
+        if (o.NetworkNamespace is { } netns)
+        {
+            // ip netns exec NS qemu …: QEMU, its tap and the tap script live in the namespace; the QMP socket is a path, reachable from here.
+            var ip = ToolRunner.Which("ip") ?? throw new KvmOcException(ErrorKind.NotInstalled, "IpNotInstalled", "'ip' (iproute2) is needed to run QEMU in a network namespace.", "ip", "Install it: apt-get install iproute2");
+            args.InsertRange(0, new[] { "netns", "exec", netns, qemu });
+            qemu = ip;
+        }
         string[]? tcgFallback = null;
         if (accel == "kvm" && o.Accelerator == GuestAccelerator.Auto)
         {
@@ -273,6 +300,9 @@ public static class GuestLauncher
             StaleRunDirectory = stale,
             StartTimeout = o.StartTimeout,
             TcgFallbackArguments = tcgFallback,
+            TapDevice = tap,
+            TapUpScript = tapUp,
+            TapDownScript = tapDown,
         };
     }
 
@@ -298,6 +328,37 @@ public static class GuestLauncher
         return device;
     }
 
+    /// <summary>
+    /// -Network Tap -Bridge BR on a Linux bridge (or any bridge in a -NetworkNamespace) or an Open vSwitch bridge
+    /// (ovs-vsctl br-exists): QEMU creates tap "kvt" + 8 hex of the name and runs ifup, which puts it on the bridge
+    /// (ip link set master, or ovs-vsctl add-port; ifdown removes the OVS port). The tap goes away with QEMU.
+    /// Null for any other bridge: QEMU's bridge helper (-netdev bridge) is used as before.
+    /// </summary>
+    static string? TapNetdev(GuestStartOptions o, string name, string runDir, out string? tap, out string? up, out string? down)
+    {
+        tap = up = down = null;
+        if (o.Bridge is null) return null;
+        var br = o.Bridge;
+        if (br.Length > 15 || br.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+            return null;
+        bool linux = o.NetworkNamespace is not null || Directory.Exists(Path.Combine("/sys/class/net", br, "bridge"));
+        bool ovs = false;
+        if (!linux && ToolRunner.Which("ovs-vsctl") is { } vsctl)
+            ovs = ToolRunner.RunAsync(vsctl, new[] { "br-exists", br }).GetAwaiter().GetResult().ExitCode == 0;
+        if (!linux && !ovs) return null;
+        tap = "kvt" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(name)))[..8].ToLowerInvariant();
+        if (linux)
+            up = $"#!/bin/sh\n# kvmoc: put QEMU's tap on Linux bridge {br}\nip link set \"$1\" master {br} && ip link set \"$1\" up\n";
+        else
+        {
+            up = $"#!/bin/sh\n# kvmoc: put QEMU's tap on Open vSwitch bridge {br}\novs-vsctl --may-exist add-port {br} \"$1\" && ip link set \"$1\" up\n";
+            down = $"#!/bin/sh\novs-vsctl --if-exists del-port {br} \"$1\"\n";
+        }
+        var upPath = Path.Combine(runDir, TapUpFile);
+        var downPath = down is null ? "no" : Path.Combine(runDir, TapDownFile);
+        return $"tap,id=net0,ifname={tap},script={QemuOptionString.Escape(upPath)},downscript={QemuOptionString.Escape(downPath)}";
+    }
+
     /// <summary>-IopsLimit/-BpsLimit need a disk and cannot be negative.</summary>
     static void CheckIoLimits(GuestStartOptions o, string? disk, string name)
     {
@@ -315,6 +376,12 @@ public static class GuestLauncher
         var s = "";
         if (o.IopsLimit is > 0) s += ",throttling.iops-total=" + o.IopsLimit.Value.ToString(CultureInfo.InvariantCulture);
         if (o.BpsLimit is > 0) s += ",throttling.bps-total=" + o.BpsLimit.Value.ToString(CultureInfo.InvariantCulture);
+        if (o.DiskCache is { } cache)
+        {
+            if (cache is not ("none" or "writeback" or "writethrough" or "directsync" or "unsafe"))
+                throw new KvmOcException(ErrorKind.InvalidArgument, "DiskCacheInvalid", $"'{cache}' is not a QEMU cache mode (none, writeback, writethrough, directsync, unsafe).", cache);
+            s += ",cache=" + cache;
+        }
         return s;
     }
 
@@ -324,6 +391,7 @@ public static class GuestLauncher
         Name = p.Name, Executable = p.Executable, Arguments = p.TcgFallbackArguments!, RunDirectory = p.RunDirectory, QmpSocket = p.QmpSocket,
         PidFile = p.PidFile, SerialLog = p.SerialLog, Accelerator = "tcg", VncDisplay = p.VncDisplay, Disks = p.Disks, MemoryMB = p.MemoryMB,
         CpuCount = p.CpuCount, MacAddress = p.MacAddress, StartTimeout = p.StartTimeout,
+        TapDevice = p.TapDevice, TapUpScript = p.TapUpScript, TapDownScript = p.TapDownScript,
     };
 
     /// <summary>Starts the planned guest and returns it once QMP answers. On failure nothing is left running.</summary>
@@ -356,6 +424,10 @@ public static class GuestLauncher
             Directory.CreateDirectory(parent);
             Directory.CreateDirectory(plan.RunDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute);
             File.WriteAllText(Path.Combine(plan.RunDirectory, CommandLineFile), JsonSerializer.Serialize(new[] { plan.Executable }.Concat(plan.Arguments).ToArray(), OutputJson.Default.StringArray));
+            if (plan.TapUpScript is not null) File.WriteAllText(Path.Combine(plan.RunDirectory, TapUpFile), plan.TapUpScript);
+            if (plan.TapDownScript is not null) File.WriteAllText(Path.Combine(plan.RunDirectory, TapDownFile), plan.TapDownScript);
+            foreach (var script in new[] { TapUpFile, TapDownFile }.Select(f => Path.Combine(plan.RunDirectory, f)).Where(File.Exists))
+                File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -31,6 +31,9 @@ public sealed class TinyGuestImage
 
     /// <summary>True when this call built (part of) the image; false when everything came from the cache.</summary>
     public bool Built { get; set; }
+
+    /// <summary>Basic, or Fleet (DHCP + SSH for Ansible).</summary>
+    public TinyGuestVariant Variant { get; set; }
 }
 
 /// <summary>Options for <see cref="TinyGuest.GetAsync"/>.</summary>
@@ -47,6 +50,18 @@ public sealed class TinyGuestOptions
 
     /// <summary>The static busybox to put in the initramfs.</summary>
     public string Busybox { get; set; } = "/bin/busybox";
+
+    /// <summary>Basic (the default), or Fleet: a guest with DHCP (udhcpc, sending its name) and an SSH server (dropbear) for Ansible.</summary>
+    public TinyGuestVariant Variant { get; set; } = TinyGuestVariant.Basic;
+}
+
+/// <summary>Which tiny guest Get-KvmTinyGuest builds.</summary>
+public enum TinyGuestVariant
+{
+    /// <summary>Kernel + busybox: fill, I/O loops, ready marker, ACPI power-off.</summary>
+    Basic,
+    /// <summary>The basic guest plus a virtio NIC brought up with busybox udhcpc (sending kvmoc.name= as its host name) and dropbear accepting the public key in kvmoc.sshkey= (so `ansible -m raw` reaches it; there is no Python, so `-m ping` does not).</summary>
+    Fleet,
 }
 
 /// <summary>
@@ -71,6 +86,7 @@ public static class TinyGuest
     public static async Task<TinyGuestImage> GetAsync(TinyGuestOptions? options, IOperationObserver observer, CancellationToken ct = default)
     {
         options ??= new TinyGuestOptions();
+        if (options.Variant == TinyGuestVariant.Fleet) return await TinyGuestFleet.GetAsync(options, observer, ct).ConfigureAwait(false);
         var root = options.CacheRoot ?? DefaultCacheRoot;
         var busybox = CheckBusybox(options.Busybox);
         var initHash = InitHash(busybox);
@@ -233,7 +249,7 @@ public static class TinyGuest
     }
 
     /// <summary>Finds module <paramref name="name"/> (.ko, .ko.xz, .ko.zst, .ko.gz) and stores it uncompressed.</summary>
-    static async Task CopyModuleAsync(string modRoot, string name, string destDir, CancellationToken ct)
+    internal static async Task CopyModuleAsync(string modRoot, string name, string destDir, CancellationToken ct)
     {
         if (!Directory.Exists(modRoot)) return;
         var candidates = Directory.EnumerateFiles(modRoot, name + ".ko*", SearchOption.AllDirectories)
@@ -297,7 +313,7 @@ public static class TinyGuest
     }
 
     /// <summary>The applets busybox provides (busybox --list), so each gets a /bin symlink.</summary>
-    static IEnumerable<string> BusyboxApplets(string busybox)
+    internal static IEnumerable<string> BusyboxApplets(string busybox)
     {
         var r = ToolRunner.RunAsync(busybox, new[] { "--list" }).GetAwaiter().GetResult();
         var list = r.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)

@@ -23,6 +23,10 @@ namespace KvmOvercommit.Commands;
 /// <code>$t = Get-KvmTinyGuest; 1..4 | % { New-QcowOverlay "t$_.qcow2" -BackingPath base.qcow2 } | Start-KvmGuest -Kernel $t.Kernel -Initrd $t.Initrd -KernelArguments 'kvmoc.fill=64,1' -MemoryMB 128</code>
 /// <para>Boots four tiny guests on overlays of one base, each filling 64 MiB with the same pattern for KSM to merge.</para>
 /// </example>
+/// <example>
+/// <code>$t = Get-KvmTinyGuest -Variant Fleet; Start-KvmGuest -Name web1 -Kernel $t.Kernel -Initrd $t.Initrd -Network Tap -Bridge br0 -KernelArguments "kvmoc.name=web1 kvmoc.sshkey=$((Get-Content ~/.ssh/id_ed25519.pub) -replace ' ', ',')"</code>
+/// <para>A guest on bridge br0 that takes a DHCP lease as web1 and lets root in over SSH with your key.</para>
+/// </example>
 [Cmdlet(VerbsCommon.Get, "KvmTinyGuest")]
 [OutputType(typeof(TinyGuestImage))]
 public sealed class GetKvmTinyGuestCommand : KvmCmdlet
@@ -30,6 +34,10 @@ public sealed class GetKvmTinyGuestCommand : KvmCmdlet
     /// <summary>Download and build again even when the cache has an image.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
+
+    /// <summary>Basic (default), or Fleet: with a virtio NIC brought up by busybox udhcpc (sending kvmoc.name= as host name) and dropbear accepting the key in kvmoc.sshkey=, so `ansible -m raw` reaches it (no Python: `-m ping` does not work).</summary>
+    [Parameter]
+    public TinyGuestVariant Variant { get; set; } = TinyGuestVariant.Basic;
 
     /// <summary>The cache root (default: $XDG_CACHE_HOME/kvmovercommit/tiny-guest or ~/.cache/kvmovercommit/tiny-guest).</summary>
     [Parameter]
@@ -40,6 +48,7 @@ public sealed class GetKvmTinyGuestCommand : KvmCmdlet
     protected override void EndProcessing()
     {
         var options = new TinyGuestOptions { Force = Force, CacheRoot = CacheDirectory is null ? null : ResolvePath(CacheDirectory) };
+        options.Variant = Variant;
         InvokeAsync(async (observer, emit, ct) => emit(await TinyGuest.GetAsync(options, observer, ct).ConfigureAwait(false)), terminating: true);
     }
 }

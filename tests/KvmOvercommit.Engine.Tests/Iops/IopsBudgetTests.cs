@@ -161,3 +161,31 @@ public class DeviceIopsCapacityHostTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+/// <summary>The fleet pieces that need no host: the load commands, the key argument, ansible-inventory's JSON.</summary>
+public class FleetUnitTests
+{
+    [Fact]
+    public void IoLoadCommandsRunDetachedAndRandomWritesDrawANewBlockEachTime()
+    {
+        Assert.Equal("setsid sh -c \"timeout 30 sh -c 'while :; do dd if=/dev/zero of=/dev/vda bs=4096 count=256 oflag=direct 2>/dev/null; done'\" </dev/null >/dev/null 2>&1 & sleep 1", KvmOvercommit.Engine.Fleet.FleetReach.IoLoadCommand("Write", 30));
+        Assert.Contains("seek=\\$((RANDOM % 4096))", KvmOvercommit.Engine.Fleet.FleetReach.IoLoadCommand("RandomWrite"));
+        Assert.Contains("iflag=direct", KvmOvercommit.Engine.Fleet.FleetReach.IoLoadCommand("read"));
+        Assert.Equal("IoLoadInvalid", Assert.Throws<KvmOcException>(() => KvmOvercommit.Engine.Fleet.FleetReach.IoLoadCommand("Trim")).ErrorId);
+    }
+
+    [Fact]
+    public void TheSshKeyGoesOnTheKernelCommandLineWithCommasForSpaces()
+    {
+        Assert.Equal("kvmoc.sshkey=ssh-ed25519,AAAAC3Nz,me@host", TinyGuestFleet.KernelArgumentForKey("ssh-ed25519 AAAAC3Nz me@host\n"));
+        Assert.Equal("SshKeyInvalid", Assert.Throws<KvmOcException>(() => TinyGuestFleet.KernelArgumentForKey("not a key")).ErrorId);
+        Assert.Equal("SshKeyInvalid", Assert.Throws<KvmOcException>(() => TinyGuestFleet.KernelArgumentForKey("ssh-rsa AAA,B")).ErrorId);
+    }
+
+    [Fact]
+    public void AnsibleInventoryListGivesTheHosts()
+    {
+        const string list = """{"_meta":{"hostvars":{"web-2":{"ansible_host":"10.213.0.12"},"web-1":{"ansible_host":"10.213.0.11"}}},"all":{"children":["ungrouped","web"]},"web":{"hosts":["web-1","web-2"]}}""";
+        Assert.Equal(new[] { "web-1", "web-2" }, KvmOvercommit.Engine.Fleet.FleetReach.HostsOf(list));
+    }
+}

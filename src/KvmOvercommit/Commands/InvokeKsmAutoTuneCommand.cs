@@ -34,7 +34,7 @@ namespace KvmOvercommit.Commands;
 [OutputType(typeof(KsmAutoTuneResult))]
 public sealed class InvokeKsmAutoTuneCommand : KvmCmdlet
 {
-    /// <summary>How long to tune: a TimeSpan (00:10:00, (New-TimeSpan -Minutes 10)) or seconds (600). Without it the tuner runs until Ctrl+C.</summary>
+    /// <summary>How long to tune: a TimeSpan (00:10:00, (New-TimeSpan -Minutes 10)) or seconds (600); above 0 and at most 365 days. Without it the tuner runs until Ctrl+C.</summary>
     [Parameter(Position = 0)]
     [TimeSpanSecondsTransformation]
     public TimeSpan? Duration { get; set; }
@@ -42,7 +42,7 @@ public sealed class InvokeKsmAutoTuneCommand : KvmCmdlet
     /// <inheritdoc />
     protected override void ProcessRecord()
     {
-        var options = new KsmAutoTuneOptions { Duration = Duration };
+        var options = new KsmAutoTuneOptions { Duration = Validate(() => Validation.Duration(Duration)) };
         if (!ShouldProcess(HostRoots.Default.Ksm, KsmAutoTuner.Describe(options))) return;
         InvokeAsync(async (observer, emit, ct) => emit(await KsmAutoTuner.RunAsync(options, observer, ct).ConfigureAwait(false)), terminating: true);
     }

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using KvmOvercommit.Engine;
 using KvmOvercommit.Engine.Ksm.AutoTune;
 
@@ -21,7 +20,7 @@ public static class AutoTuneCli
     public static Command Build(CliContext ctx)
     {
         var cmd = new Command("autotune", "Adaptive KSM tuning (Invoke-KsmAutoTune): scan hard while merging pays, idle otherwise; runs until stopped without --duration (a systemd service in place of ksmtuned).");
-        var duration = new Option<double?>("--duration") { Description = "Seconds to run (default: until Ctrl+C or SIGTERM)." };
+        var duration = new Option<string?>("--duration") { Description = "How long to run: seconds, or a time span like 00:10:00 (default: until Ctrl+C or SIGTERM)." };
         var quiet = new Option<bool>("--quiet") { Description = "Print only the summary, not every rate change." };
         cmd.Options.Add(duration);
         cmd.Options.Add(quiet);
@@ -30,17 +29,14 @@ public static class AutoTuneCli
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
             if (parse.GetValue(recover)) { await RecoverCli.RunAsync(Engine.Experiment.HostJournal.AutoTuneKind, run, false, ct).ConfigureAwait(false); return; }
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            // systemd stops a service with SIGTERM: end the loop normally so the low rate is restored.
-            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
-            using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
+            // SIGINT, SIGTERM (systemd's stop) and a closed stdout cancel ct (CliStop): the loop ends normally, so the low rate is restored.
             bool stream = !parse.GetValue(quiet);
             var options = new KsmAutoTuneOptions
             {
-                Duration = parse.GetValue(duration) is double s ? TimeSpan.FromSeconds(s) : null,
+                Duration = Validation.ParseDuration(parse.GetValue(duration)),
                 OnDecision = stream ? d => run.Stream(d, DecisionColumns) : null,
             };
-            var result = await KsmAutoTuner.RunAsync(options, run, cts.Token).ConfigureAwait(false);
+            var result = await KsmAutoTuner.RunAsync(options, run, ct).ConfigureAwait(false);
             if (stream && !run.Json) run.Out.WriteLine();
             run.WriteResults(new[] { result }, ResultColumns);
         });

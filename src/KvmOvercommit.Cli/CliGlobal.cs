@@ -16,28 +16,41 @@ public sealed class CliContext(TextWriter stdout, TextWriter stderr)
     public TextWriter Out { get; } = stdout;
     public TextWriter Err { get; } = stderr;
 
+    /// <summary>The engine's PowerShell names rewritten into kvmoc's (set once the command tree is built).</summary>
+    public CliText Text { get; internal set; } = null!;
+
+    /// <summary>True when Out is the process's standard output (kvmoc itself, not a test): a closed pipe on fd 1 then stops streaming commands.</summary>
+    public bool WatchStdout { get; internal set; }
+
+    /// <summary>Cancels a running command from outside (tests); Ctrl+C and SIGTERM are handled by <see cref="CliStop"/>.</summary>
+    public CancellationToken External { get; internal set; }
+
     /// <summary>
     /// Wraps a command body: engine errors become one stderr line "ErrorId: message" (plus the hint) and a non-zero
-    /// exit code; Ctrl+C exits 130; nothing ever prints a .NET stack trace.
+    /// exit code; Ctrl+C exits 130, SIGTERM 143, a closed standard output 141, after the command's own cleanup (a second
+    /// signal waits for it, a third exits at once); nothing ever prints a .NET stack trace.
     /// </summary>
     public void SetAction(Command command, Func<ParseResult, CliRun, CancellationToken, Task> body)
     {
         command.SetAction(async (parse, ct) =>
         {
             var run = new CliRun(this, parse.GetValue(CliGlobal.Json), parse.GetValue(CliGlobal.Verbose));
+            using var stop = new CliStop(Err, WatchStdout);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, stop.Token, External);
             try
             {
-                await body(parse, run, ct).ConfigureAwait(false);
-                return run.ExitCode;
+                await body(parse, run, linked.Token).ConfigureAwait(false);
+                // A command that treats a signal as its normal end (the autotuner) keeps its own exit code; lost output does not.
+                return stop.Reason == CliStopReason.OutputClosed ? stop.ExitCode : run.ExitCode;
             }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            catch (OperationCanceledException) when (linked.IsCancellationRequested)
             {
-                return 130;
+                return stop.Reason != CliStopReason.None ? stop.ExitCode : 130;
             }
             catch (KvmOcException e)
             {
                 Err.WriteLine(FormatError(e));
-                return ExitCode(e.Kind);
+                return stop.Reason != CliStopReason.None ? stop.ExitCode : ExitCode(e.Kind);
             }
             catch (Exception e)
             {
@@ -48,10 +61,14 @@ public sealed class CliContext(TextWriter stdout, TextWriter stderr)
         });
     }
 
-    public static string FormatError(KvmOcException e)
+    /// <summary>One stderr line "ErrorId: message Hint: hint", in kvmoc's names.</summary>
+    public string FormatError(KvmOcException e) => FormatError(e, Text);
+
+    /// <summary>One stderr line "ErrorId: message Hint: hint"; with <paramref name="text"/>, PowerShell's names become kvmoc's.</summary>
+    public static string FormatError(KvmOcException e, CliText? text = null)
     {
-        var line = $"{e.ErrorId}: {e.Message}";
-        if (e.Hint is not null) line += $" Hint: {e.Hint}";
+        var line = $"{e.ErrorId}: {text?.Rewrite(e.Message) ?? e.Message}";
+        if (e.Hint is not null) line += $" Hint: {text?.Rewrite(e.Hint) ?? e.Hint}";
         return line.Replace('\n', ' ').Replace('\r', ' ');
     }
 
@@ -84,13 +101,16 @@ public sealed class CliRun(CliContext ctx, bool json, bool verbose) : IOperation
     public TextWriter Err => ctx.Err;
 
     public void Verbose(string message) { if (IsVerbose) ctx.Err.WriteLine($"VERBOSE: {message}"); }
-    public void Warning(string message) => ctx.Err.WriteLine($"WARNING: {message}");
+    public void Warning(string message) => ctx.Err.WriteLine($"WARNING: {ctx.Text.Rewrite(message)}");
+
+    /// <summary>PowerShell's names in an engine text, rewritten into kvmoc's.</summary>
+    public string Rewrite(string text) => ctx.Text.Rewrite(text);
     public void Progress(ProgressInfo progress) { if (IsVerbose && !progress.Completed) ctx.Err.WriteLine($"PROGRESS: {progress.Activity}: {progress.Status}"); }
 
     /// <summary>A non-terminating error for one item: reported, and the exit code becomes non-zero.</summary>
     public void Error(KvmOcException e)
     {
-        ctx.Err.WriteLine(CliContext.FormatError(e));
+        ctx.Err.WriteLine(ctx.FormatError(e));
         if (ExitCode == 0) ExitCode = CliContext.ExitCode(e.Kind);
     }
 

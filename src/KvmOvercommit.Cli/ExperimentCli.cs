@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using KvmOvercommit.Engine;
 using KvmOvercommit.Engine.Experiment;
 using KvmOvercommit.Engine.Qemu;
@@ -23,11 +22,11 @@ public sealed class ExperimentCli : ICliCommandProvider
         var count = new Option<int>("--guest-count") { Description = "Number of guests.", DefaultValueFactory = _ => 4 };
         var memory = new Option<long>("--memory-mb") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 128 };
         var cpus = new Option<int>("--cpu-count") { Description = "vCPUs per guest.", DefaultValueFactory = _ => 1 };
-        var stagger = new Option<double>("--stagger-seconds") { Description = "Seconds between guest starts." };
+        var stagger = new Option<double>("--stagger-seconds") { Description = "Seconds between guest starts (0 to 86400; fractions allowed)." };
         var profiles = new Option<string[]>("--ksm-profile") { Description = "Default, Aggressive, Advisor, Adaptive: one or several (comma-separated or repeated); default Default,Aggressive,Adaptive.", AllowMultipleArgumentsPerToken = true };
         var duration = new Option<string?>("--duration") { Description = "How long each profile runs: seconds or a time span like 00:02:00 (default 2 minutes; with --until-stable the cap, default 30 minutes)." };
         var stable = new Option<bool>("--until-stable") { Description = "End each profile when the savings stop growing." };
-        var interval = new Option<double>("--interval-seconds") { Description = "Seconds between samples.", DefaultValueFactory = _ => 2.0 };
+        var interval = new Option<double>("--interval-seconds") { Description = "Seconds between samples (0.1 to 86400).", DefaultValueFactory = _ => 2.0 };
         var work = new Option<string?>("--work-directory") { Description = "Folder for the overlays (default: the base image's folder, or a new folder under /tmp)." };
         var keep = new Option<bool>("--keep-guests") { Description = "Leave the guests running and their overlays in place (KSM settings are restored anyway)." };
         var report = new Option<string?>("--report-path") { Description = "Folder for experiment.json, samples.csv and saved-memory.svg." };
@@ -50,9 +49,9 @@ public sealed class ExperimentCli : ICliCommandProvider
                 MemoryMB = parse.GetValue(memory),
                 CpuCount = parse.GetValue(cpus),
                 StaggerSeconds = parse.GetValue(stagger),
-                Duration = KsmCli.ParseDuration(parse.GetValue(duration)),
+                Duration = Validation.ParseDuration(parse.GetValue(duration)),
                 UntilStable = parse.GetValue(stable),
-                Interval = TimeSpan.FromSeconds(parse.GetValue(interval)),
+                Interval = Validation.IntervalSeconds(parse.GetValue(interval), Validation.MinExperimentInterval),
                 WorkDirectory = parse.GetValue(work),
                 KeepGuests = parse.GetValue(keep),
                 ReportPath = parse.GetValue(report),
@@ -65,14 +64,11 @@ public sealed class ExperimentCli : ICliCommandProvider
             if (parse.GetValue(whatIf))
             {
                 if (run.Json) run.WriteResults(new[] { plan }); // the ExperimentPlan: steps, names, overlays, options
-                else foreach (var step in plan.Steps) run.Out.WriteLine("What if: " + step);
+                else foreach (var step in plan.Steps) run.Out.WriteLine("What if: " + run.Rewrite(step));
                 return;
             }
-            // Ctrl+C and SIGTERM end the run through the token, so the cleanup in the engine's finally completes.
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
-            using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
-            var result = await OvercommitExperiment.RunAsync(plan, new ProgressLines(run), cts.Token, run.Error).ConfigureAwait(false);
+            // Ctrl+C and SIGTERM end the run through the token (CliStop), so the cleanup in the engine's finally completes.
+            var result = await OvercommitExperiment.RunAsync(plan, new ProgressLines(run), ct, run.Error).ConfigureAwait(false);
             if (run.Json)
             {
                 run.WriteResults(new[] { result });

@@ -36,7 +36,8 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
     static Command Start(CliContext ctx)
     {
         var cmd = new Command("start", "Start QEMU guests detached, one per disk, with QMP and a run directory; returns once QMP answers (Start-KvmGuest).");
-        var disks = new Argument<string[]>("disk-path") { Description = "Disk images (qcow2 or raw); one guest each, named after the file.", Arity = ArgumentArity.ZeroOrMore };
+        var disks = new Argument<string[]>("disk-path") { Description = "Disk images (qcow2 or raw); one guest each, named after the file. Also as --disk-path.", Arity = ArgumentArity.ZeroOrMore };
+        var diskOpt = new Option<string[]>("--disk-path", "--path") { Description = "A disk image, as the positional DISK-PATH (Start-KvmGuest -DiskPath); repeatable." };
         var name = new Option<string?>("--name") { Description = "Guest name (one guest only); default: the disk's file name without extension." };
         var memory = new Option<long>("--memory-mb") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 1024 };
         var cpus = new Option<int>("--cpu-count") { Description = "vCPUs.", DefaultValueFactory = _ => 1 };
@@ -54,11 +55,11 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         var kargs = new Option<string?>("--kernel-arguments") { Description = "Kernel command line (console=ttyS0 is added)." };
         var tiny = new Option<bool>("--tiny") { Description = "Boot the tiny test guest's kernel and initramfs (as Get-KvmTinyGuest | Start-KvmGuest)." };
         var extra = new Option<string[]>("--extra-argument") { Description = "Extra QEMU argument (repeat for several).", AllowMultipleArgumentsPerToken = false };
-        var stagger = new Option<int>("--stagger-seconds") { Description = "Seconds between guests (not before the first)." };
+        var stagger = new Option<double>("--stagger-seconds") { Description = "Seconds between guests, not before the first (0 to 86400; fractions allowed)." };
         var runDir = new Option<string?>("--run-directory") { Description = "Folder for the guests' run directories." };
-        var timeout = new Option<int>("--timeout-seconds") { Description = "How long to wait for QEMU and QMP.", DefaultValueFactory = _ => 30 };
+        var timeout = new Option<int>("--timeout-seconds") { Description = "How long to wait for QEMU and QMP (1 to 3600).", DefaultValueFactory = _ => 30 };
         var whatIf = new Option<bool>("--what-if") { Description = "Print the QEMU command lines, start nothing." };
-        foreach (var o in new Option[] { name, memory, cpus, machine, accel, vnc, noVnc, vncAddress, network, bridge, mac, balloon, kernel, initrd, kargs, tiny, extra, stagger, runDir, timeout, whatIf })
+        foreach (var o in new Option[] { diskOpt, name, memory, cpus, machine, accel, vnc, noVnc, vncAddress, network, bridge, mac, balloon, kernel, initrd, kargs, tiny, extra, stagger, runDir, timeout, whatIf })
             cmd.Options.Add(o);
         // Memory beyond KSM (issue 14).
         var noMerge = new Option<bool>("--no-memory-merge") { Description = "KSM never merges this guest's RAM (-machine mem-merge=off; Start-KvmGuest -MemoryMerge $false)." };
@@ -73,7 +74,9 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         cmd.Arguments.Add(disks);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
-            var paths = parse.GetValue(disks) ?? Array.Empty<string>();
+            var paths = (parse.GetValue(disks) ?? Array.Empty<string>()).Concat(parse.GetValue(diskOpt) ?? Array.Empty<string>()).ToArray();
+            var staggerBy = Validation.StaggerSeconds(parse.GetValue(stagger));
+            var startTimeout = Validation.TimeoutSeconds(parse.GetValue(timeout));
             var n = parse.GetValue(name);
             if (n is not null && paths.Length > 1)
                 throw new KvmOcException(ErrorKind.InvalidArgument, "NameWithSeveralDisks", "--name names one guest; with several disks each guest is named after its disk.", n);
@@ -100,17 +103,17 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
                         Accelerator = parse.GetValue(accel), VncDisplay = parse.GetValue(vnc), NoVnc = parse.GetValue(noVnc), VncAddress = parse.GetValue(vncAddress)!,
                         Network = parse.GetValue(network), Bridge = parse.GetValue(bridge), MacAddress = parse.GetValue(mac), Balloon = parse.GetValue(balloon),
                         Kernel = k, Initrd = i, KernelArguments = parse.GetValue(kargs), ExtraArgument = parse.GetValue(extra) ?? Array.Empty<string>(),
-                        RunDirectory = parse.GetValue(runDir), StartTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                        RunDirectory = parse.GetValue(runDir), StartTimeout = startTimeout,
                         MemoryMerge = !parse.GetValue(noMerge), FreePageReporting = reporting, DeflateOnOom = parse.GetValue(deflate),
                         IopsLimit = parse.GetValue(iopsLimit), BpsLimit = parse.GetValue(bpsLimit),
                     }, run);
                     if (parse.GetValue(whatIf))
                     {
-                        run.Err.WriteLine($"What if: Start QEMU guest '{plan.Name}': {plan.CommandLine}");
+                        run.Err.WriteLine($"What if: Start QEMU guest '{plan.Name}': {plan.CommandLine}"); // QEMU's own options: not rewritten
                         continue;
                     }
-                    if (launched++ > 0 && parse.GetValue(stagger) > 0)
-                        await GuestLauncher.StaggerAsync(TimeSpan.FromSeconds(parse.GetValue(stagger)), plan.Name, run, ct).ConfigureAwait(false);
+                    if (launched++ > 0 && staggerBy > TimeSpan.Zero)
+                        await GuestLauncher.StaggerAsync(staggerBy, plan.Name, run, ct).ConfigureAwait(false);
                     var g = await GuestLauncher.StartAsync(plan, run, ct).ConfigureAwait(false);
                     if (run.Json) started.Add(g); else run.Stream(g, StartColumns);
                 }
@@ -124,21 +127,25 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
     static Command Stop(CliContext ctx)
     {
         var cmd = new Command("stop", "Stop guests: ACPI power down over QMP, QMP quit after --timeout-seconds; SIGKILL only with --force (Stop-KvmGuest).");
-        var names = new Argument<string[]>("name") { Description = "Guest names; wildcards allowed (quote them).", Arity = ArgumentArity.OneOrMore };
+        var names = new Argument<string[]>("name") { Description = "Guest names; wildcards allowed (quote them). Also as --name.", Arity = ArgumentArity.ZeroOrMore };
+        var nameOpt = new Option<string[]>("--name") { Description = "A guest name or wildcard, as the positional NAME (Stop-KvmGuest -Name); repeatable." };
         var turnOff = new Option<bool>("--turn-off") { Description = "QMP quit at once, no power down." };
         var force = new Option<bool>("--force") { Description = "SIGKILL a QEMU that does not exit after quit." };
-        var timeout = new Option<int>("--timeout-seconds") { Description = "Seconds to wait for the guest to power off before quit.", DefaultValueFactory = _ => 30 };
+        var timeout = new Option<int>("--timeout-seconds") { Description = "Seconds to wait for the guest to power off before quit (1 to 3600; --turn-off quits at once).", DefaultValueFactory = _ => 30 };
         var runDir = new Option<string?>("--run-directory") { Description = "Folder of the run directories (to clean those of guests that are gone)." };
         var whatIf = new Option<bool>("--what-if") { Description = "Say what would be stopped, stop nothing." };
-        foreach (var o in new Option[] { turnOff, force, timeout, runDir, whatIf }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { nameOpt, turnOff, force, timeout, runDir, whatIf }) cmd.Options.Add(o);
         cmd.Arguments.Add(names);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
-            var patterns = parse.GetValue(names)!;
+            var patterns = (parse.GetValue(names) ?? Array.Empty<string>()).Concat(parse.GetValue(nameOpt) ?? Array.Empty<string>()).ToArray();
+            if (patterns.Length == 0)
+                throw new KvmOcException(ErrorKind.InvalidArgument, "GuestNotSpecified", "Name the guests to stop (names or wildcards, or --name).", null, "kvmoc guest list shows the guests that run.");
+            var stopTimeout = Validation.TimeoutSeconds(parse.GetValue(timeout));
             var found = GuestStopper.Find(patterns, parse.GetValue(runDir));
             foreach (var p in patterns.Where(p => !Wildcard.ContainsWildcard(p) && !found.Any(g => new Wildcard(p).IsMatch(g.Name))))
                 run.Error(new KvmOcException(ErrorKind.NotFound, "GuestNotFound", $"No guest named '{p}' is running.", p, "kvmoc guest list shows the guests that run."));
-            var options = new GuestStopOptions { TurnOff = parse.GetValue(turnOff), Force = parse.GetValue(force), Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)) };
+            var options = new GuestStopOptions { TurnOff = parse.GetValue(turnOff), Force = parse.GetValue(force), Timeout = stopTimeout };
             var stopped = new List<KvmGuest>();
             foreach (var g in found)
             {

@@ -31,9 +31,9 @@ public sealed class HostCli : ICliCommandProvider
 
     static (Option<double> Interval, Option<int?> Count, Option<bool> Continuous) SamplerOptions(Command cmd)
     {
-        var interval = new Option<double>("--interval-seconds") { Description = "Length of one interval in seconds (default 1).", DefaultValueFactory = _ => 1 };
-        var count = new Option<int?>("--count") { Description = "Number of intervals (default 1)." };
-        var continuous = new Option<bool>("--continuous") { Description = "Sample until Ctrl+C." };
+        var interval = new Option<double>("--interval-seconds") { Description = "Length of one interval in seconds (default 1; 0.01 to 86400).", DefaultValueFactory = _ => 1 };
+        var count = new Option<int?>("--count") { Description = "Number of intervals (default 1; not with --continuous)." };
+        var continuous = new Option<bool>("--continuous") { Description = "Sample until Ctrl+C (not with --count)." };
         cmd.Options.Add(interval);
         cmd.Options.Add(count);
         cmd.Options.Add(continuous);
@@ -42,21 +42,13 @@ public sealed class HostCli : ICliCommandProvider
 
     static int? CountOf(ParseResult parse, Option<int?> count, Option<bool> continuous)
     {
-        if (parse.GetValue(continuous))
-        {
-            if (parse.GetValue(count) is not null)
-                throw new KvmOcException(ErrorKind.InvalidArgument, "CountWithContinuous", "--count and --continuous exclude each other.", null);
-            return null;
-        }
-        return parse.GetValue(count) ?? 1;
+        Validation.CountOrContinuous(parse.GetValue(count) is not null, parse.GetValue(continuous));
+        return Validation.Count(parse.GetValue(continuous) ? null : parse.GetValue(count) ?? 1);
     }
 
     static TimeSpan IntervalOf(ParseResult parse, Option<double> interval)
     {
-        double s = parse.GetValue(interval);
-        if (s is <= 0 or > 86400 || double.IsNaN(s))
-            throw new KvmOcException(ErrorKind.InvalidArgument, "InvalidInterval", $"--interval-seconds must be above 0 and at most 86400 (got {s}).", s);
-        return TimeSpan.FromSeconds(s);
+        return Validation.IntervalSeconds(parse.GetValue(interval));
     }
 
     static Command Iops(CliContext ctx)
@@ -130,14 +122,16 @@ public sealed class HostCli : ICliCommandProvider
     {
         var cmd = new Command("mdstat", "Software RAID arrays from /proc/mdstat: level, state, members, health, resync progress (Get-MdRaid).");
         var path = new Option<string?>("--path") { Description = "A saved copy of /proc/mdstat." };
-        var name = new Argument<string[]>("name") { Description = "Array names or wildcards (default: all).", Arity = ArgumentArity.ZeroOrMore };
+        var name = new Argument<string[]>("name") { Description = "Array names or wildcards (default: all). Also as --name.", Arity = ArgumentArity.ZeroOrMore };
+        var nameOpt = new Option<string[]>("--name") { Description = "An array name or wildcard, as the positional NAME (Get-MdRaid -Name); repeatable." };
         cmd.Options.Add(path);
+        cmd.Options.Add(nameOpt);
         cmd.Arguments.Add(name);
         ctx.SetAction(cmd, (parse, run, ct) =>
         {
             var p = parse.GetValue(path);
             var arrays = new HostInfoReader().ReadMdRaid(p is null ? null : Path.GetFullPath(p), run);
-            var names = parse.GetValue(name);
+            var names = (parse.GetValue(name) ?? Array.Empty<string>()).Concat(parse.GetValue(nameOpt) ?? Array.Empty<string>()).ToArray();
             run.WriteResults(arrays.Where(a => Wildcard.MatchesAny(names is { Length: > 0 } ? names : null, a.Name)), MdColumns);
             return Task.CompletedTask;
         });

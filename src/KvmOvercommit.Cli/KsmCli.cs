@@ -97,34 +97,27 @@ public sealed class KsmCli : ICliCommandProvider
     static Command Watch(CliContext ctx)
     {
         var cmd = new Command("watch", "Sample KSM every interval: pages merged and scanned per second, full scans, ksmd CPU, profit change (Watch-KsmStat).");
-        var interval = new Option<double>("--interval-seconds") { Description = "Seconds between samples.", DefaultValueFactory = _ => 1.0 };
-        var count = new Option<int?>("--count") { Description = "Stop after this many samples." };
-        var duration = new Option<string?>("--duration") { Description = "Stop after this long: seconds, or a time span like 00:05:00." };
+        var interval = new Option<double>("--interval-seconds") { Description = "Seconds between samples (0.01 to 86400).", DefaultValueFactory = _ => 1.0 };
+        var count = new Option<int?>("--count") { Description = "Stop after this many samples (at least 1)." };
+        var duration = new Option<string?>("--duration") { Description = "Stop after this long: seconds, or a time span like 00:05:00 (at most 365 days)." };
         var stable = new Option<bool>("--until-stable") { Description = "Stop when the savings stop growing." };
-        var stableSamples = new Option<int>("--stable-samples") { Description = "Samples without growth that count as stable.", DefaultValueFactory = _ => 3 };
+        var stableSamples = new Option<int>("--stable-samples") { Description = "Samples without growth that count as stable (1 to 1000).", DefaultValueFactory = _ => 3 };
         foreach (var o in new Option[] { interval, count, duration, stable, stableSamples }) cmd.Options.Add(o);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
             var options = new KsmWatchOptions
             {
-                Interval = TimeSpan.FromSeconds(parse.GetValue(interval)),
+                Interval = Validation.IntervalSeconds(parse.GetValue(interval)),
                 Count = parse.GetValue(count),
-                Duration = ParseDuration(parse.GetValue(duration)),
+                Duration = Validation.ParseDuration(parse.GetValue(duration)),
                 UntilStable = parse.GetValue(stable),
                 StableSamples = parse.GetValue(stableSamples),
             };
+            KsmWatcher.Validate(options);
             await foreach (var s in new KsmWatcher(observer: run).WatchAsync(options, ct).ConfigureAwait(false))
                 run.Stream(s, SampleColumns);
         });
         return cmd;
-    }
-
-    internal static TimeSpan? ParseDuration(string? text)
-    {
-        if (string.IsNullOrWhiteSpace(text)) return null;
-        if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var sec) && sec > 0) return TimeSpan.FromSeconds(sec);
-        if (TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var ts) && ts > TimeSpan.Zero) return ts;
-        throw new KvmOcException(ErrorKind.InvalidArgument, "KsmWatchInvalidDuration", $"'{text}' is not a duration.", text, "Use seconds (30) or a time span (00:05:00).");
     }
 
     static Command Ps(CliContext ctx)
@@ -156,7 +149,7 @@ public sealed class KsmCli : ICliCommandProvider
         foreach (var o in new Option[] { size, seed, hold }) cmd.Options.Add(o);
         ctx.SetAction(cmd, (parse, run, ct) =>
             MergeableWorkload.RunAsync(parse.GetValue(size) * Units.MiB, parse.GetValue(seed),
-                parse.GetValue(hold) is double h ? TimeSpan.FromSeconds(h) : null,
+                parse.GetValue(hold) is double h ? Validation.DurationSeconds(h, "--hold-seconds") : null,
                 line => { run.Out.WriteLine(line); run.Out.Flush(); }, ct));
         return cmd;
     }

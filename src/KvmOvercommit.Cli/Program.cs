@@ -10,24 +10,46 @@ namespace KvmOvercommit.Cli;
 /// </summary>
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error, watchStdout: true);
 
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    /// <summary>Parses and runs one command line; the exit code (2 for a usage error, with nothing done).</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr) => Run(args, stdout, stderr, watchStdout: false);
+
+    /// <summary>As <see cref="Run(string[], TextWriter, TextWriter)"/>, cancelled by <paramref name="cancel"/> (tests: a command that would run on).</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancel) => Run(args, stdout, stderr, watchStdout: false, cancel);
+
+    static int Run(string[] args, TextWriter stdout, TextWriter stderr, bool watchStdout, CancellationToken cancel = default)
     {
-        var root = BuildRoot(stdout, stderr);
-        var parse = root.Parse(args);
-        return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+        var ctx = new CliContext(stdout, stderr) { WatchStdout = watchStdout, External = cancel };
+        var root = BuildRoot(ctx);
+        // No response files (a path may start with '@') and no bundling of short options ("-vb" is a typo, not -v -b).
+        var parse = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null, EnablePosixBundling = false });
+        bool helpOrVersion = parse.Action is System.CommandLine.Help.HelpAction || parse.Action?.GetType().Name == "VersionOptionAction";
+        if (!helpOrVersion)
+        {
+            var usage = CliUsage.Check(parse);
+            if (usage.Count > 0)
+            {
+                foreach (var e in usage) stderr.WriteLine(ctx.FormatError(e));
+                return 2;
+            }
+        }
+        // ProcessTerminationTimeout = null: CliStop handles SIGINT/SIGTERM (System.CommandLine's handler threw a stack trace on a second signal).
+        return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = null });
     }
 
-    public static RootCommand BuildRoot(TextWriter stdout, TextWriter stderr)
+    /// <summary>The whole command tree (tests walk it: help, generated hostile input).</summary>
+    public static RootCommand BuildRoot(TextWriter stdout, TextWriter stderr) => BuildRoot(new CliContext(stdout, stderr));
+
+    static RootCommand BuildRoot(CliContext ctx)
     {
         var root = new RootCommand("kvmoc — KVM memory, CPU and disk overcommit experiments (the KvmOvercommit engine without PowerShell).");
         root.Options.Add(CliGlobal.Json);
         root.Options.Add(CliGlobal.Verbose);
-        var ctx = new CliContext(stdout, stderr);
         foreach (var provider in Providers())
             foreach (var command in provider.Commands(ctx))
                 root.Subcommands.Add(command);
+        ctx.Text = CliText.For(root);
         return root;
     }
 

@@ -14,12 +14,15 @@ public sealed class QcowCli : ICliCommandProvider
         var qcow = new Command("qcow", "qcow2 images: inspect (info) and create thin overlays on a base image (overlay).");
 
         var info = new Command("info", "Read image headers and backing chains (Get-QcowImage).");
-        var infoPaths = new Argument<string[]>("path") { Description = "Image files (wildcards allowed).", Arity = ArgumentArity.OneOrMore };
+        var infoPaths = new Argument<string[]>("path") { Description = "Image files (wildcards allowed). Also as --path.", Arity = ArgumentArity.ZeroOrMore };
+        var infoPathOpt = new Option<string[]>("--path") { Description = "An image file, as the positional PATH (Get-QcowImage -Path); repeatable." };
         info.Arguments.Add(infoPaths);
+        info.Options.Add(infoPathOpt);
         ctx.SetAction(info, (parse, run, ct) =>
         {
             var results = new List<QcowImage>();
-            foreach (var pattern in parse.GetValue(infoPaths) ?? Array.Empty<string>())
+            var patterns = Paths(parse, infoPaths, infoPathOpt);
+            foreach (var pattern in patterns)
             {
                 foreach (var path in ExpandWildcard(pattern, run))
                 {
@@ -34,7 +37,8 @@ public sealed class QcowCli : ICliCommandProvider
         qcow.Subcommands.Add(info);
 
         var overlay = new Command("overlay", "Create qcow2 v3 overlays backed by one image, as `qemu-img create -f qcow2 -b B -F fmt` does (New-QcowOverlay).");
-        var paths = new Argument<string[]>("path") { Description = "Overlay files to create.", Arity = ArgumentArity.OneOrMore };
+        var paths = new Argument<string[]>("path") { Description = "Overlay files to create. Also as --path.", Arity = ArgumentArity.ZeroOrMore };
+        var pathOpt = new Option<string[]>("--path") { Description = "An overlay file to create, as the positional PATH (New-QcowOverlay -Path); repeatable." };
         var backing = new Option<string>("--backing-path", "-b", "--parent-path") { Description = "The backing (base) image.", Required = true };
         var format = new Option<string?>("--backing-format", "-F") { Description = "Backing format (qcow2, raw); probed from the file when omitted." };
         var size = new Option<long?>("--size-bytes") { Description = "Virtual size in bytes (default: the backing image's)." };
@@ -43,7 +47,7 @@ public sealed class QcowCli : ICliCommandProvider
         var force = new Option<bool>("--force") { Description = "Replace existing files (never an image in use by QEMU)." };
         var whatIf = new Option<bool>("--what-if") { Description = "Show what would be created; write nothing." };
         overlay.Arguments.Add(paths);
-        foreach (var o in new Option[] { backing, format, size, relative, cluster, force, whatIf }) overlay.Options.Add(o);
+        foreach (var o in new Option[] { pathOpt, backing, format, size, relative, cluster, force, whatIf }) overlay.Options.Add(o);
         ctx.SetAction(overlay, (parse, run, ct) =>
         {
             var options = new QcowOverlayOptions
@@ -54,7 +58,7 @@ public sealed class QcowCli : ICliCommandProvider
                 ClusterSize = parse.GetValue(cluster),
                 Force = parse.GetValue(force),
             };
-            var targets = parse.GetValue(paths) ?? Array.Empty<string>();
+            var targets = Paths(parse, paths, pathOpt);
             if (parse.GetValue(whatIf))
             {
                 var b = QcowOverlayWriter.OpenBacking(parse.GetValue(backing)!, options.BackingFormat, run);
@@ -71,6 +75,15 @@ public sealed class QcowCli : ICliCommandProvider
         });
         qcow.Subcommands.Add(overlay);
         yield return qcow;
+    }
+
+    /// <summary>The positional paths and the --path ones; none is a usage error (exit 2).</summary>
+    static string[] Paths(ParseResult parse, Argument<string[]> positional, Option<string[]> option)
+    {
+        var all = (parse.GetValue(positional) ?? Array.Empty<string>()).Concat(parse.GetValue(option) ?? Array.Empty<string>()).ToArray();
+        if (all.Length == 0)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "PathRequired", "Give at least one image path (positional, or --path).", null);
+        return all;
     }
 
     /// <summary>The shell expands wildcards; this handles quoted patterns in the file-name part.</summary>

@@ -52,6 +52,16 @@ public abstract class KvmCmdlet : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>
+    /// Applies one of the engine's parameter rules (<see cref="Validation"/>, shared with kvmoc): a value it refuses
+    /// stops the cmdlet with the rule's ErrorRecord (InvalidDuration, InvalidInterval, …) before anything runs.
+    /// </summary>
+    protected T Validate<T>(Func<T> rule)
+    {
+        try { return rule(); }
+        catch (KvmOcException e) { ThrowEngineError(e); throw; }
+    }
+
     /// <summary>How long a stopped cmdlet waits for its engine work to clean up.</summary>
     static readonly TimeSpan EngineCleanupTimeout = TimeSpan.FromSeconds(10);
 

@@ -30,9 +30,11 @@ public static class OvercommitExperiment
         static KvmOcException Bad(string id, string message, object? target, string? hint = null) => new(ErrorKind.InvalidArgument, id, message, target, hint);
         if (o.GuestCount is < 1 or > 1000) throw Bad("ExperimentInvalidGuestCount", $"-GuestCount {o.GuestCount} must be from 1 to 1000.", o.GuestCount);
         if (o.MemoryMB < 16) throw Bad("MemoryTooSmall", $"-MemoryMB {o.MemoryMB} is too small (at least 16).", o.MemoryMB);
-        if (o.CpuCount < 1) throw Bad("CpuCountInvalid", $"-CpuCount {o.CpuCount} must be at least 1.", o.CpuCount);
-        if (o.StaggerSeconds < 0) throw Bad("ExperimentInvalidStagger", $"-StaggerSeconds {o.StaggerSeconds} must not be negative.", o.StaggerSeconds);
-        if (o.Interval <= TimeSpan.Zero) throw Bad("ExperimentInvalidInterval", $"-IntervalSeconds must be positive, not {o.Interval.TotalSeconds}.", o.Interval);
+        if (o.MemoryMB > GuestLauncher.MaxMemoryMB) throw Bad("MemoryTooLarge", $"-MemoryMB {o.MemoryMB} is too large (at most {GuestLauncher.MaxMemoryMB}, 16 TiB).", o.MemoryMB);
+        if (o.CpuCount is < 1 or > GuestLauncher.MaxCpuCount) throw Bad("CpuCountInvalid", $"-CpuCount {o.CpuCount} must be from 1 to {GuestLauncher.MaxCpuCount}.", o.CpuCount);
+        Validation.StaggerSeconds(o.StaggerSeconds);
+        Validation.Interval(o.Interval, Validation.MinExperimentInterval);
+        Validation.Duration(o.Duration);
         if (o.Duration is TimeSpan d && d < o.Interval) throw Bad("ExperimentInvalidDuration", $"-Duration {d} is shorter than one sampling interval ({o.Interval.TotalSeconds} s).", d,
             "Give a -Duration of at least -IntervalSeconds (a number is seconds: -Duration 120), or a smaller -IntervalSeconds.");
         if (o.Profiles is not { Length: > 0 }) throw Bad("ExperimentNoProfile", "-KsmProfile needs at least one profile (Default, Aggressive, Advisor, Adaptive).", null);

@@ -160,8 +160,10 @@ public sealed class OvercommitReportBuilder
     /// <summary>Gathers and computes.</summary>
     public async Task<OvercommitReport> BuildAsync(double headroomPercent, double iopsSeconds, bool probeDisks, IOperationObserver observer, CancellationToken ct)
     {
-        if (headroomPercent is < 0 or >= 100)
-            throw new KvmOcException(ErrorKind.InvalidArgument, "InvalidHeadroom", $"HeadroomPercent must be from 0 to below 100 (got {headroomPercent}).", headroomPercent);
+        if (!(headroomPercent is >= 0 and < 100))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "InvalidHeadroom", $"-HeadroomPercent must be from 0 to below 100 (got {headroomPercent}).", headroomPercent);
+        if (!(iopsSeconds is >= 0 and <= 3600))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "InvalidInterval", $"-IopsSampleSeconds must be from 0 to 3600 (got {iopsSeconds}).", iopsSeconds);
         var inputs = await GatherAsync(headroomPercent, iopsSeconds, probeDisks, observer, ct).ConfigureAwait(false);
         var report = OvercommitCalculator.Compute(inputs);
         foreach (var w in report.Warnings) observer.Warning(w);

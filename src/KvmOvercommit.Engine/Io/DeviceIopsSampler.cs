@@ -62,10 +62,8 @@ public sealed class DeviceIopsSampler
     public async IAsyncEnumerable<DeviceIops> SampleAsync(DeviceIopsOptions options, IOperationObserver? observer = null, [EnumeratorCancellation] CancellationToken ct = default)
     {
         observer ??= NullObserver.Instance;
-        if (options.Interval <= TimeSpan.Zero)
-            throw new KvmOcException(ErrorKind.InvalidArgument, "InvalidInterval", "The interval must be positive.", options.Interval);
-        if (options.Count is <= 0)
-            throw new KvmOcException(ErrorKind.InvalidArgument, "InvalidCount", "The count must be at least 1.", options.Count);
+        Validation.Interval(options.Interval);
+        Validation.Count(options.Count);
         var prev = Read();
         var devices = BlockDevices.Select(prev.Stats.Keys.ToList(), BlockDevices.ReadWholeDisks(_roots), options.Device, _roots);
         observer.Verbose($"Sampling /proc/diskstats every {options.Interval.TotalSeconds:0.###} s for {string.Join(", ", devices)}.");

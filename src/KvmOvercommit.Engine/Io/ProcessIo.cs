@@ -252,8 +252,8 @@ public sealed class ProcessIopsSampler
     public async IAsyncEnumerable<ProcessIops> SampleAsync(IReadOnlyList<ProcessTarget> targets, TimeSpan interval, int? count, IOperationObserver? observer = null, [EnumeratorCancellation] CancellationToken ct = default)
     {
         observer ??= NullObserver.Instance;
-        if (interval <= TimeSpan.Zero)
-            throw new KvmOcException(ErrorKind.InvalidArgument, "InvalidInterval", "The interval must be positive.", interval);
+        Validation.Interval(interval);
+        Validation.Count(count);
         var state = new List<(ProcessTarget T, string? Cg, string? IoStat, Reading Prev)>();
         foreach (var t in targets)
         {

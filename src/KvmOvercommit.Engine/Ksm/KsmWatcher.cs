@@ -81,13 +81,19 @@ public sealed class KsmWatcher
         _observer = observer ?? NullObserver.Instance;
     }
 
+    /// <summary>Checks the options as Watch-KsmStat and kvmoc ksm watch do (see <see cref="Validation"/>): InvalidInterval, InvalidCount, InvalidDuration, InvalidStableSamples.</summary>
+    public static void Validate(KsmWatchOptions options)
+    {
+        Validation.Interval(options.Interval);
+        Validation.Count(options.Count);
+        Validation.Duration(options.Duration);
+        Validation.StableSamples(options.StableSamples);
+    }
+
     /// <summary>Streams samples until Count, Duration, stability or cancellation.</summary>
     public async IAsyncEnumerable<KsmSample> WatchAsync(KsmWatchOptions options, [EnumeratorCancellation] CancellationToken ct = default)
     {
-        if (options.Interval <= TimeSpan.Zero)
-            throw new KvmOcException(ErrorKind.InvalidArgument, "KsmWatchInvalidInterval", $"The interval must be positive, not {options.Interval}.", options.Interval);
-        if (options.Count is <= 0)
-            throw new KvmOcException(ErrorKind.InvalidArgument, "KsmWatchInvalidCount", $"Count must be positive, not {options.Count}.", options.Count);
+        Validate(options);
         int? ksmd = FindKsmd(_roots);
         if (ksmd is null) _observer.Warning("The ksmd kernel thread was not found in /proc; KsmdCpuPercent stays empty.");
         var clock = Stopwatch.StartNew();

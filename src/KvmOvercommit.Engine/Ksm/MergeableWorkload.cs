@@ -35,6 +35,9 @@ public sealed class MergeableWorkload : IDisposable
     public static MergeableWorkload Create(long sizeBytes, int seed)
     {
         if (sizeBytes <= 0) throw new KvmOcException(ErrorKind.InvalidArgument, "WorkloadInvalidSize", $"Size must be positive, not {sizeBytes}.", sizeBytes);
+        // More than the host's memory would only end in the OOM killer (or an mmap failure): refuse it up front.
+        if (sizeBytes > Math.Min(long.MaxValue / 2, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "WorkloadInvalidSize", $"Size {sizeBytes} bytes is more than this host's memory.", sizeBytes, "Give a smaller --size-mb.");
         long page = Environment.SystemPageSize;
         long size = (sizeBytes + page - 1) / page * page;
         var p = mmap(IntPtr.Zero, (nuint)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

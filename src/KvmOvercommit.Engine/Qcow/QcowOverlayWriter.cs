@@ -83,6 +83,9 @@ public static class QcowOverlayWriter
             throw new KvmOcException(ErrorKind.NotFound, "QcowBackingNotFound", $"Backing file '{full}' does not exist.", full, "Check -BackingPath.");
         if (backingFormat is not null && !IsFormatName(backingFormat))
             throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBadBackingFormat", $"'{backingFormat}' is not a format name.", backingFormat);
+        if (backingFormat is not null && !QemuBlockDrivers.Contains(backingFormat))
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBadBackingFormat", $"'{backingFormat}' is not a format QEMU knows (qemu-img would say: Unknown driver '{backingFormat}').", backingFormat,
+                "Use -BackingFormat qcow2 or raw, or leave it out to probe the file.");
         var image = QcowReader.ReadHeader(full, backingFormat);
         if (backingFormat is null && image.Format is not ("qcow2" or "raw"))
             throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingFormatUnsupported",
@@ -102,6 +105,22 @@ public static class QcowOverlayWriter
 
     static KvmOcException Exists(string path) =>
         new(ErrorKind.ResourceExists, "QcowOverlayExists", $"'{path}' already exists.", path, "Use -Force to replace it.");
+
+    /// <summary>QEMU 7.2's block drivers (`qemu-img --help`, "Supported formats"): a backing format outside these makes QEMU fail with "Unknown driver".</summary>
+    internal static readonly HashSet<string> QemuBlockDrivers = new(StringComparer.Ordinal)
+    {
+        "blkdebug", "blklogwrites", "blkverify", "bochs", "cloop", "compress", "copy-before-write", "copy-on-read", "dmg", "file", "ftp", "ftps",
+        "gluster", "host_cdrom", "host_device", "http", "https", "iscsi", "iser", "luks", "nbd", "nfs", "null-aio", "null-co", "nvme", "parallels",
+        "preallocate", "qcow", "qcow2", "qed", "quorum", "raw", "rbd", "replication", "snapshot-access", "ssh", "throttle", "vdi", "vhdx", "vmdk",
+        "vpc", "vvfat",
+    };
+
+    /// <summary>
+    /// The largest virtual size a qcow2 image with this cluster size can have: the L1 table (at most
+    /// <see cref="QcowReader.MaxL1Bytes"/>, as in QEMU) times what one L2 table maps. Computed without overflow: for
+    /// 2 MiB clusters it is 2^61 bytes.
+    /// </summary>
+    public static long MaxVirtualSize(int clusterSize) => QcowReader.MaxL1Bytes / 8 * ((long)clusterSize * (clusterSize / 8));
 
     static bool IsFormatName(string s) => s.Length is > 0 and < 16 && s.All(c => c is >= 'a' and <= 'z' or >= '0' and <= '9' or '-' or '_');
 
@@ -153,14 +172,18 @@ public static class QcowOverlayWriter
                 $"Backing name '{stored}' is {nameBytes} bytes; qcow2 allows at most {Math.Min(QcowReader.MaxBackingNameBytes, cs - nameOffset)}.", full,
                 "Use -RelativeBackingPath or a shorter path.");
 
+        if (options.SizeBytes is null && b.VirtualSize is null)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBackingSizeUnknown", $"Cannot tell the virtual size of '{b.Path}' as {options.BackingFormat ?? b.Format}.", b.Path, "Pass -SizeBytes.");
         long backingSize = b.VirtualSize ?? 0;
         long size = options.SizeBytes ?? backingSize;
         if (size < 0) throw new KvmOcException(ErrorKind.InvalidArgument, "QcowBadSize", $"Size {size} is negative.", size);
+        // Checked before rounding, so nothing near long.MaxValue overflows; the limit is a multiple of 512, so rounding stays within it.
+        long max = MaxVirtualSize(cs);
+        if (size > max)
+            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowSizeTooLarge", $"{size} bytes is too large: qcow2 with {cs}-byte clusters holds at most {max} bytes.", size,
+                cs < MaxClusterSize && size <= MaxVirtualSize(MaxClusterSize) ? $"Use a larger -ClusterSize ({MaxClusterSize} holds up to {MaxVirtualSize(MaxClusterSize)} bytes)." : $"Give a -SizeBytes of at most {MaxVirtualSize(MaxClusterSize)} bytes (with -ClusterSize {MaxClusterSize}).");
         long rounded = (size + 511) / 512 * 512;
         if (rounded != size) observer?.Verbose($"Size {size} rounded up to {rounded} bytes (512-byte sectors).");
-        long l2Coverage = (long)cs * (cs / 8);
-        if ((rounded + l2Coverage - 1) / l2Coverage > QcowReader.MaxL1Bytes / 8)
-            throw new KvmOcException(ErrorKind.InvalidArgument, "QcowSizeTooLarge", $"{rounded} bytes is too large for cluster size {cs}.", size, "Use a larger -ClusterSize.");
         if (options.SizeBytes is not null && rounded < backingSize)
             observer?.Warning($"'{full}': size {rounded} is smaller than the backing image's {backingSize} bytes; the guest will not see the end of the base disk.");
 

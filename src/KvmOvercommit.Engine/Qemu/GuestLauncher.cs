@@ -149,6 +149,13 @@ public static class GuestLauncher
         }
     }
 
+    /// <summary>The most guest RAM a start accepts: 16 TiB in MiB.</summary>
+    public const long MaxMemoryMB = 16L * 1024 * 1024;
+    /// <summary>The most vCPUs a start accepts.</summary>
+    public const int MaxCpuCount = 1024;
+    /// <summary>The highest VNC display (port 5900 + N must fit in 16 bits).</summary>
+    public const int MaxVncDisplay = 59635;
+
     /// <summary>Decides everything about the start and checks what can be checked without starting anything.</summary>
     public static GuestLaunchPlan Plan(GuestStartOptions o, IOperationObserver observer, HostRoots? roots = null)
     {
@@ -160,7 +167,10 @@ public static class GuestLauncher
         if (name.Contains('/') || name.Any(char.IsControl) || name is "." or "..")
             throw new KvmOcException(ErrorKind.InvalidArgument, "GuestNameInvalid", $"The guest name '{name}' cannot contain '/' or control characters (it names the run directory).", name);
         if (o.MemoryMB < 16) throw new KvmOcException(ErrorKind.InvalidArgument, "MemoryTooSmall", $"-MemoryMB {o.MemoryMB} is too small (at least 16).", o.MemoryMB);
-        if (o.CpuCount < 1) throw new KvmOcException(ErrorKind.InvalidArgument, "CpuCountInvalid", $"-CpuCount {o.CpuCount} must be at least 1.", o.CpuCount);
+        if (o.MemoryMB > MaxMemoryMB) throw new KvmOcException(ErrorKind.InvalidArgument, "MemoryTooLarge", $"-MemoryMB {o.MemoryMB} is too large (at most {MaxMemoryMB}, 16 TiB).", o.MemoryMB);
+        if (o.CpuCount is < 1 or > MaxCpuCount) throw new KvmOcException(ErrorKind.InvalidArgument, "CpuCountInvalid", $"-CpuCount {o.CpuCount} must be from 1 to {MaxCpuCount}.", o.CpuCount);
+        if (o.VncDisplay is < 0 or > MaxVncDisplay) throw new KvmOcException(ErrorKind.InvalidArgument, "VncDisplayInvalid", $"-VncDisplay {o.VncDisplay} must be from 0 to {MaxVncDisplay} (port 5900 + N).", o.VncDisplay);
+        Validation.Timeout(o.StartTimeout);
 
         var qemu = ToolRunner.Which(o.QemuPath) ?? throw new KvmOcException(ErrorKind.NotInstalled, "QemuNotInstalled",
             $"'{o.QemuPath}' is not installed.", o.QemuPath, "Install it: apt-get install qemu-system-x86");
@@ -495,6 +505,7 @@ public static class GuestLauncher
     /// <summary>Waits between pipeline items (the blog's `sleep 60`), reporting progress every second.</summary>
     public static async Task StaggerAsync(TimeSpan delay, string nextName, IOperationObserver observer, CancellationToken ct)
     {
+        Validation.Stagger(delay);
         var end = DateTime.UtcNow + delay;
         try
         {

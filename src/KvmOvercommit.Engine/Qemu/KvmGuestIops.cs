@@ -138,8 +138,8 @@ public sealed class KvmGuestIopsSampler
     /// </summary>
     public async Task RunAsync(IReadOnlyList<KvmGuest> guests, TimeSpan interval, int? count, Action<KvmGuestIops> emit, Action<KvmOcException> error, IOperationObserver observer, CancellationToken ct)
     {
-        if (interval <= TimeSpan.Zero) throw new KvmOcException(ErrorKind.InvalidArgument, "IntervalInvalid", "IntervalSeconds must be greater than 0.", interval);
-        if (count is <= 0) throw new KvmOcException(ErrorKind.InvalidArgument, "CountInvalid", "Count must be at least 1.", count);
+        Validation.Interval(interval, Validation.MinGuestIopsInterval);
+        Validation.Count(count);
         var live = new List<Session>();
         try
         {

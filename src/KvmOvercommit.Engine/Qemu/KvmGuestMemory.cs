@@ -210,6 +210,7 @@ public static class KvmGuestBalloon
     /// </summary>
     public static async Task<KvmGuestMemory> ApplyAsync(BalloonPlan plan, bool wait, TimeSpan timeout, IOperationObserver observer, CancellationToken ct)
     {
+        if (wait) Validation.Timeout(timeout);
         var guest = plan.Guest;
         var socket = RequireQmp(guest);
         await using var qmp = await KvmGuestInventory.ConnectAsync(socket, QmpTimeout, ct).ConfigureAwait(false);

@@ -35,7 +35,7 @@ namespace KvmOvercommit.Commands;
 [OutputType(typeof(Engine.Experiment.HostJournal), ParameterSetName = new[] { "Recover" })]
 public sealed class InvokeKsmAutoTuneCommand : KvmCmdlet
 {
-    /// <summary>How long to tune: a TimeSpan (00:10:00, (New-TimeSpan -Minutes 10)) or seconds (600). Without it the tuner runs until Ctrl+C.</summary>
+    /// <summary>How long to tune: a TimeSpan (00:10:00, (New-TimeSpan -Minutes 10)) or seconds (600); above 0 and at most 365 days. Without it the tuner runs until Ctrl+C.</summary>
     [Parameter(Position = 0, ParameterSetName = "Run")]
     [TimeSpanSecondsTransformation]
     public TimeSpan? Duration { get; set; }
@@ -71,7 +71,7 @@ public sealed class InvokeKsmAutoTuneCommand : KvmCmdlet
             }, terminating: true);
             return;
         }
-        var options = new KsmAutoTuneOptions { Duration = Duration };
+        var options = new KsmAutoTuneOptions { Duration = Validate(() => Validation.Duration(Duration)) };
         if (!ShouldProcess(HostRoots.Default.Ksm, KsmAutoTuner.Describe(options))) return;
         try
         {

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using KvmOvercommit.Engine;
 using KvmOvercommit.Engine.Experiment;
 using KvmOvercommit.Engine.Qemu;
 
@@ -60,9 +61,9 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
     [ValidateRange(1, 1024)]
     public int CpuCount { get; set; } = 1;
 
-    /// <summary>Seconds between guest starts (the blog's sleep 60; default 0).</summary>
+    /// <summary>Seconds between guest starts (the blog's sleep 60; default 0): a number of seconds (1.5) or a TimeSpan; from 0 to 86400 seconds.</summary>
     [Parameter]
-    [ValidateRange(0.0, 86400.0)]
+    [SecondsTransformation]
     public double StaggerSeconds { get; set; }
 
     /// <summary>The KSM profiles to compare, one after the other on the same guests: Default, Aggressive, Advisor, Adaptive (default Default, Aggressive, Adaptive).</summary>
@@ -79,9 +80,8 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
     [Parameter]
     public SwitchParameter UntilStable { get; set; }
 
-    /// <summary>Seconds between samples (default 2).</summary>
+    /// <summary>Seconds between samples (default 2; from 0.1 to 86400).</summary>
     [Parameter]
-    [ValidateRange(0.1, 3600.0)]
     public double IntervalSeconds { get; set; } = 2;
 
     /// <summary>Folder for the overlays (default: the base image's folder, or a new folder under /tmp for the tiny guest).</summary>
@@ -151,7 +151,7 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
             Profiles = KsmProfile,
             Duration = Duration,
             UntilStable = UntilStable,
-            Interval = TimeSpan.FromSeconds(IntervalSeconds),
+            Interval = Validate(() => Validation.IntervalSeconds(IntervalSeconds, Validation.MinExperimentInterval)),
             WorkDirectory = WorkDirectory is null ? null : ResolvePath(WorkDirectory),
             KeepGuests = KeepGuests,
             ReportPath = ReportPath is null ? null : ResolvePath(ReportPath),

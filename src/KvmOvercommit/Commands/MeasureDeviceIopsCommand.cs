@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using KvmOvercommit.Engine;
 using KvmOvercommit.Engine.Io;
 
 namespace KvmOvercommit.Commands;
@@ -20,7 +21,7 @@ namespace KvmOvercommit.Commands;
 /// <code>Measure-DeviceIops -Device md12* -Continuous -Total | Format-Table</code>
 /// <para>Watches the RAID arrays every second, with a sum row, until Ctrl+C.</para>
 /// </example>
-[Cmdlet(VerbsDiagnostic.Measure, "DeviceIops", DefaultParameterSetName = "Count")]
+[Cmdlet(VerbsDiagnostic.Measure, "DeviceIops")]
 [OutputType(typeof(DeviceIops))]
 public sealed class MeasureDeviceIopsCommand : KvmCmdlet
 {
@@ -32,23 +33,29 @@ public sealed class MeasureDeviceIopsCommand : KvmCmdlet
     [ArgumentCompleter(typeof(BlockDeviceCompleter))]
     public string[]? Device { get; set; }
 
-    /// <summary>Length of one interval in seconds (default 1).</summary>
+    /// <summary>Length of one interval in seconds (default 1; from 0.01 to 86400).</summary>
     [Parameter]
-    [ValidateRange(0.01, 86400.0)]
     public double IntervalSeconds { get; set; } = 1;
 
-    /// <summary>Number of intervals (default 1).</summary>
-    [Parameter(ParameterSetName = "Count")]
-    [ValidateRange(1, int.MaxValue)]
+    /// <summary>Number of intervals (default 1; not with -Continuous).</summary>
+    [Parameter]
     public int Count { get; set; } = 1;
 
-    /// <summary>Samples until Ctrl+C.</summary>
-    [Parameter(Mandatory = true, ParameterSetName = "Continuous")]
+    /// <summary>Samples until Ctrl+C (not with -Count).</summary>
+    [Parameter]
     public SwitchParameter Continuous { get; set; }
 
     /// <summary>Adds a row named Total per interval that sums the measured devices.</summary>
     [Parameter]
     public SwitchParameter Total { get; set; }
+
+    /// <inheritdoc />
+    protected override void BeginProcessing()
+    {
+        Validate(() => { Validation.CountOrContinuous(MyInvocation.BoundParameters.ContainsKey(nameof(Count)), Continuous); return 0; });
+        Validate(() => Validation.IntervalSeconds(IntervalSeconds));
+        Validate(() => Validation.Count(Count));
+    }
 
     /// <inheritdoc />
     protected override void ProcessRecord()

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using KvmOvercommit.Engine;
 using KvmOvercommit.Engine.Qemu;
 
 namespace KvmOvercommit.Commands;
@@ -18,7 +19,7 @@ namespace KvmOvercommit.Commands;
 /// <code>Measure-KvmGuestIops -Name 'win7-*' -Continuous | Where-Object Iops -gt 100</code>
 /// <para>Watches the win7 guests every second and shows the drives that are busy.</para>
 /// </example>
-[Cmdlet(VerbsDiagnostic.Measure, "KvmGuestIops", DefaultParameterSetName = "Count")]
+[Cmdlet(VerbsDiagnostic.Measure, "KvmGuestIops")]
 [OutputType(typeof(KvmGuestIops))]
 public sealed class MeasureKvmGuestIopsCommand : KvmCmdlet
 {
@@ -37,19 +38,25 @@ public sealed class MeasureKvmGuestIopsCommand : KvmCmdlet
     [ValidateNotNullOrEmpty]
     public int[]? Id { get; set; }
 
-    /// <summary>Seconds between the two samples of each interval.</summary>
+    /// <summary>Seconds between the two samples of each interval (from 0.05 to 86400).</summary>
     [Parameter]
-    [ValidateRange(0.05, 86400)]
     public double IntervalSeconds { get; set; } = 1;
 
-    /// <summary>How many intervals to report.</summary>
-    [Parameter(ParameterSetName = "Count")]
-    [ValidateRange(1, int.MaxValue)]
+    /// <summary>How many intervals to report (default 1; not with -Continuous).</summary>
+    [Parameter]
     public int Count { get; set; } = 1;
 
-    /// <summary>Report interval after interval until Ctrl+C.</summary>
-    [Parameter(Mandatory = true, ParameterSetName = "Continuous")]
+    /// <summary>Report interval after interval until Ctrl+C (not with -Count).</summary>
+    [Parameter]
     public SwitchParameter Continuous { get; set; }
+
+    /// <inheritdoc />
+    protected override void BeginProcessing()
+    {
+        Validate(() => { Validation.CountOrContinuous(MyInvocation.BoundParameters.ContainsKey(nameof(Count)), Continuous); return 0; });
+        Validate(() => Validation.IntervalSeconds(IntervalSeconds, Validation.MinGuestIopsInterval));
+        Validate(() => Validation.Count(Count));
+    }
 
     /// <inheritdoc />
     protected override void ProcessRecord()

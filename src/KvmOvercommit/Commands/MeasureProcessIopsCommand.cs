@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using KvmOvercommit.Engine;
 using KvmOvercommit.Engine.Io;
 
 namespace KvmOvercommit.Commands;
@@ -37,19 +38,25 @@ public sealed class MeasureProcessIopsCommand : KvmCmdlet
     [SupportsWildcards]
     public string[] Name { get; set; } = Array.Empty<string>();
 
-    /// <summary>Length of one interval in seconds (default 1).</summary>
+    /// <summary>Length of one interval in seconds (default 1; from 0.01 to 86400).</summary>
     [Parameter]
-    [ValidateRange(0.01, 86400.0)]
     public double IntervalSeconds { get; set; } = 1;
 
-    /// <summary>Number of intervals (default 1).</summary>
+    /// <summary>Number of intervals (default 1; not with -Continuous).</summary>
     [Parameter]
-    [ValidateRange(1, int.MaxValue)]
     public int Count { get; set; } = 1;
 
-    /// <summary>Samples until Ctrl+C.</summary>
+    /// <summary>Samples until Ctrl+C (not with -Count).</summary>
     [Parameter]
     public SwitchParameter Continuous { get; set; }
+
+    /// <inheritdoc />
+    protected override void BeginProcessing()
+    {
+        Validate(() => { Validation.CountOrContinuous(MyInvocation.BoundParameters.ContainsKey(nameof(Count)), Continuous); return 0; });
+        Validate(() => Validation.IntervalSeconds(IntervalSeconds));
+        Validate(() => Validation.Count(Count));
+    }
 
     /// <inheritdoc />
     protected override void ProcessRecord()

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using KvmOvercommit.Engine;
 using KvmOvercommit.Engine.Qemu;
 
 namespace KvmOvercommit.Commands;
@@ -120,19 +121,18 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     [Parameter]
     public string[] ExtraArgument { get; set; } = Array.Empty<string>();
 
-    /// <summary>Seconds to wait between guests of one pipeline (not before the first).</summary>
+    /// <summary>Seconds to wait between guests of one pipeline (not before the first): a number of seconds (1.5) or a TimeSpan (New-TimeSpan -Minutes 1); from 0 to 86400 seconds.</summary>
     [Parameter]
-    [ValidateRange(0, 86400)]
-    public int StaggerSeconds { get; set; }
+    [SecondsTransformation]
+    public double StaggerSeconds { get; set; }
 
     /// <summary>The folder under which each guest's run directory &lt;RunDirectory&gt;/&lt;Name&gt; is made.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
     public string? RunDirectory { get; set; }
 
-    /// <summary>How long to wait for QEMU to start and QMP to answer, in seconds.</summary>
+    /// <summary>How long to wait for QEMU to start and QMP to answer, in seconds (from 1 to 3600).</summary>
     [Parameter]
-    [ValidateRange(1, 3600)]
     public int TimeoutSeconds { get; set; } = 30;
 
     /// <summary>An IOPS limit (total, read + write) for the guest's disk from the start (the drive's throttling.iops-total; Set-KvmGuestIoLimit changes it later).</summary>
@@ -171,6 +171,15 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     public SwitchParameter DeflateOnOom { get; set; }
 
     /// <inheritdoc />
+    protected override void BeginProcessing()
+    {
+        _stagger = Validate(() => Validation.StaggerSeconds(StaggerSeconds));
+        Validate(() => Validation.TimeoutSeconds(TimeoutSeconds));
+    }
+
+    TimeSpan _stagger;
+
+    /// <inheritdoc />
     protected override void ProcessRecord()
     {
         var options = new GuestStartOptions
@@ -204,10 +213,10 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
         {
             var plan = GuestLauncher.Plan(options, SyncObserver);
             if (!ShouldProcess(plan.Name, $"Start QEMU guest: {plan.CommandLine}")) return;
-            bool stagger = _launched++ > 0 && StaggerSeconds > 0;
+            bool stagger = _launched++ > 0 && _stagger > TimeSpan.Zero;
             InvokeAsync(async (observer, emit, ct) =>
             {
-                if (stagger) await GuestLauncher.StaggerAsync(TimeSpan.FromSeconds(StaggerSeconds), plan.Name, observer, ct).ConfigureAwait(false);
+                if (stagger) await GuestLauncher.StaggerAsync(_stagger, plan.Name, observer, ct).ConfigureAwait(false);
                 var guest = await GuestLauncher.StartAsync(plan, observer, ct).ConfigureAwait(false);
                 if (PassThru) emit(guest);
             });

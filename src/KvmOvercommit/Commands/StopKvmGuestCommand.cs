@@ -43,9 +43,8 @@ public sealed class StopKvmGuestCommand : KvmCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
-    /// <summary>Seconds to wait for the guest to power itself off before QMP quit.</summary>
+    /// <summary>Seconds to wait for the guest to power itself off before QMP quit (from 1 to 3600; -TurnOff quits at once).</summary>
     [Parameter]
-    [ValidateRange(0, 3600)]
     public int TimeoutSeconds { get; set; } = 30;
 
     /// <summary>The folder holding run directories (to also clean those of guests that are gone); default as Start-KvmGuest.</summary>
@@ -56,6 +55,9 @@ public sealed class StopKvmGuestCommand : KvmCmdlet
     /// <summary>Return each stopped guest.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
+
+    /// <inheritdoc />
+    protected override void BeginProcessing() => Validate(() => Validation.TimeoutSeconds(TimeoutSeconds));
 
     /// <inheritdoc />
     protected override void ProcessRecord()

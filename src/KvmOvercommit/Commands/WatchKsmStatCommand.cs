@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using KvmOvercommit.Engine;
 using KvmOvercommit.Engine.Ksm;
 
 namespace KvmOvercommit.Commands;
@@ -22,17 +23,15 @@ namespace KvmOvercommit.Commands;
 [OutputType(typeof(KsmSample))]
 public sealed class WatchKsmStatCommand : KvmCmdlet
 {
-    /// <summary>Seconds between samples (default 1).</summary>
+    /// <summary>Seconds between samples (default 1; from 0.01 to 86400).</summary>
     [Parameter]
-    [ValidateRange(0.01, 86400.0)]
     public double IntervalSeconds { get; set; } = 1;
 
-    /// <summary>Stop after this many samples.</summary>
+    /// <summary>Stop after this many samples (at least 1).</summary>
     [Parameter]
-    [ValidateRange(1, int.MaxValue)]
     public int? Count { get; set; }
 
-    /// <summary>Stop after this much time: a TimeSpan (00:05:00, (New-TimeSpan -Minutes 5)) or seconds (300).</summary>
+    /// <summary>Stop after this much time: a TimeSpan (00:05:00, (New-TimeSpan -Minutes 5)) or seconds (300); above 0 and at most 365 days.</summary>
     [Parameter]
     [TimeSpanSecondsTransformation]
     public TimeSpan? Duration { get; set; }
@@ -41,9 +40,8 @@ public sealed class WatchKsmStatCommand : KvmCmdlet
     [Parameter]
     public SwitchParameter UntilStable { get; set; }
 
-    /// <summary>How many samples without growth count as stable (default 3).</summary>
+    /// <summary>How many samples without growth count as stable (default 3; from 1 to 1000).</summary>
     [Parameter]
-    [ValidateRange(1, 1000)]
     public int StableSamples { get; set; } = 3;
 
     /// <inheritdoc />
@@ -51,12 +49,13 @@ public sealed class WatchKsmStatCommand : KvmCmdlet
     {
         var options = new KsmWatchOptions
         {
-            Interval = TimeSpan.FromSeconds(IntervalSeconds),
+            Interval = Validate(() => Validation.IntervalSeconds(IntervalSeconds)),
             Count = Count,
             Duration = Duration,
             UntilStable = UntilStable,
             StableSamples = StableSamples,
         };
+        Validate(() => { KsmWatcher.Validate(options); return 0; });
         InvokeAsync(async (observer, emit, ct) =>
         {
             await foreach (var sample in new KsmWatcher(observer: observer).WatchAsync(options, ct).ConfigureAwait(false))

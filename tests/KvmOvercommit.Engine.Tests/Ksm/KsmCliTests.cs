@@ -88,10 +88,10 @@ public class KsmCliTests
     [Fact]
     public void Duration_accepts_seconds_and_time_spans()
     {
-        Assert.Equal(TimeSpan.FromSeconds(30), KsmCli.ParseDuration("30"));
-        Assert.Equal(TimeSpan.FromMinutes(5), KsmCli.ParseDuration("00:05:00"));
-        Assert.Null(KsmCli.ParseDuration(null));
-        Assert.Throws<KvmOcException>(() => KsmCli.ParseDuration("soon"));
+        Assert.Equal(TimeSpan.FromSeconds(30), Validation.ParseDuration("30"));
+        Assert.Equal(TimeSpan.FromMinutes(5), Validation.ParseDuration("00:05:00"));
+        Assert.Null(Validation.ParseDuration(null));
+        Assert.Throws<KvmOcException>(() => Validation.ParseDuration("soon"));
     }
 
     [Theory]

@@ -32,17 +32,19 @@ public static class KsmAutoTuner
     /// <summary>How many decisions the result keeps (the most recent).</summary>
     public const int MaxDecisionsKept = 1000;
 
-    /// <summary>The plan for -WhatIf: what the tuner will change.</summary>
-    public static string Describe(KsmAutoTuneOptions options) =>
-        $"tune pages_to_scan and sleep_millisecs adaptively {(options.Duration is TimeSpan d ? $"for {d.TotalSeconds:0.#} s" : "until stopped")}, then leave at most {options.ExitPagesToScan} pages / {options.ExitSleepMilliseconds} ms";
+    /// <summary>The plan for -WhatIf: what the tuner will change. Checks the duration first (InvalidDuration), so -WhatIf refuses what a run would refuse.</summary>
+    public static string Describe(KsmAutoTuneOptions options)
+    {
+        Validation.Duration(options.Duration);
+        return $"tune pages_to_scan and sleep_millisecs adaptively {(options.Duration is TimeSpan d ? $"for {d.TotalSeconds:0.#} s" : "until stopped")}, then leave at most {options.ExitPagesToScan} pages / {options.ExitSleepMilliseconds} ms";
+    }
 
     /// <summary>Runs until <see cref="KsmAutoTuneOptions.Duration"/> passes or <paramref name="ct"/> is cancelled; cancellation ends it normally.</summary>
     public static async Task<KsmAutoTuneResult> RunAsync(KsmAutoTuneOptions options, IOperationObserver? observer, CancellationToken ct)
     {
         observer ??= NullObserver.Instance;
         var roots = options.Roots ?? HostRoots.Default;
-        if (options.Duration is TimeSpan dur && dur <= TimeSpan.Zero)
-            throw new KvmOcException(ErrorKind.InvalidArgument, "KsmAutoTuneInvalidDuration", $"Duration must be positive (got {dur}).", dur);
+        Validation.Duration(options.Duration);
         if (!KsmStatReader.IsAvailable(roots))
             throw new KvmOcException(ErrorKind.NotInstalled, "KsmNotAvailable", $"This kernel has no KSM: {roots.Ksm} does not exist.", roots.Ksm,
                 "Use a kernel built with CONFIG_KSM=y.");
@@ -53,7 +55,7 @@ public static class KsmAutoTuner
         if (start.AdvisorMode == "scan-time")
             throw new KvmOcException(ErrorKind.InvalidOperation, "KsmAdvisorActive",
                 "The kernel's scan-time advisor owns pages_to_scan (advisor_mode = scan-time); the adaptive tuner would fight it.", KsmKnob.AdvisorMode,
-                "Switch the advisor off first: Set-KsmTuning -AdvisorMode none (kvmoc ksm set --advisor-mode none).");
+                "Switch the advisor off first: Set-KsmTuning -AdvisorMode none.");
 
         var result = new KsmAutoTuneResult
         {

@@ -104,6 +104,21 @@ public class KsmAutoTuneSamplerTests
     }
 
     [Fact]
+    public void ListingInterval_limits_listings_while_processes_keep_being_created()
+    {
+        using var host = new FakeHost();
+        using var sampler = new KsmAutoTuneSampler(host.Roots) { RecheckInterval = TimeSpan.FromHours(1), ListingInterval = TimeSpan.FromHours(1) };
+        sampler.Read();
+        host.Process(41, mergeable: true, rmap: 10, resident: 20);
+        host.LastPid(41);
+        Assert.Empty(sampler.Read().MergeableProcessIds); // a busy host: no listing within the interval
+        Assert.Equal(1, sampler.ListingsSkipped);
+        sampler.ListingInterval = TimeSpan.Zero;           // idle again: the moved pid lists /proc at once
+        Assert.Equal(new[] { 41 }, sampler.Read().MergeableProcessIds);
+        Assert.Equal(1, sampler.ListingsSkipped);
+    }
+
+    [Fact]
     public void A_process_that_madvises_later_is_found_while_it_is_young()
     {
         using var host = new FakeHost();

@@ -92,7 +92,15 @@ public sealed class KsmAutoTuneController
         if (newPids.Count > 0)
             return Wake(o, $"{newPids.Count} new mergeable process(es) (pid {string.Join(",", newPids.Take(8))}), {MiB(o.MergeablePages)} MiB to scan");
         if (growth >= Math.Max(_p.MinGrowthPages, (long)(_p.GrowthFraction * _baselineResident)))
-            return Wake(o, $"mergeable memory grew by {MiB(growth)} MiB");
+        {
+            if (Mode != KsmAutoTuneMode.Burst)
+                return Wake(o, $"mergeable memory grew by {MiB(growth)} MiB");
+            // Already bursting: memory that grows in place is not behind ksmd's cursor, so the passes already
+            // counted still see it. Re-size the rate and keep judging (a guest booting grows for seconds; restarting
+            // the count on every step kept the burst going for as long).
+            _baselineResident = o.MergeableResidentPages;
+            SetBurstRate(o);
+        }
 
         long threshold = YieldThreshold(o);
         long merged = o.MergedPages - _judgeMerged;
@@ -107,6 +115,12 @@ public sealed class KsmAutoTuneController
                     Judge(o);
                     if (perPass < threshold)
                         return StepDown(o, $"a full pass merged {perPass} pages (< {threshold}): backing off");
+                    long left = o.PagesUnshared + o.PagesVolatile;
+                    if (left < threshold)
+                    {
+                        // Everything ksmd tracks is merged (shared or sharing): another pass can only confirm it.
+                        return StepDown(o, $"a full pass merged {perPass} pages and only {left} unmerged remain (< {threshold}): converged");
+                    }
                     SetBurstRate(o);
                     return $"bursting: a full pass merged {perPass} pages, keep scanning";
                 }

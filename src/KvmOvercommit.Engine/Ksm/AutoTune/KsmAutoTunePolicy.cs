@@ -10,7 +10,7 @@ public sealed class KsmAutoTunePolicy
     /// <summary>sleep_millisecs while bursting.</summary>
     public long BurstSleepMilliseconds { get; set; } = 20;
     /// <summary>How long one full pass over the mergeable memory should take while bursting.</summary>
-    public TimeSpan BurstPassTime { get; set; } = TimeSpan.FromMilliseconds(250);
+    public TimeSpan BurstPassTime { get; set; } = TimeSpan.FromMilliseconds(100);
     /// <summary>pages_to_scan when idle.</summary>
     public long IdlePagesToScan { get; set; } = 100;
     /// <summary>sleep_millisecs when idle.</summary>
@@ -27,7 +27,7 @@ public sealed class KsmAutoTunePolicy
     /// <summary>Each low-yield step divides the scan rate by this.</summary>
     public double BackoffFactor { get; set; } = 8;
     /// <summary>Step down at least this often while backing off, even when a pass at the lower rate has not completed.</summary>
-    public TimeSpan BackoffStepTime { get; set; } = TimeSpan.FromSeconds(2);
+    public TimeSpan BackoffStepTime { get; set; } = TimeSpan.FromMilliseconds(500);
     /// <summary>Mergeable resident memory growing by this fraction (and by MinGrowthPages) wakes the tuner.</summary>
     public double GrowthFraction { get; set; } = 0.05;
     /// <summary>Fewest pages of growth that wake the tuner (4096 = 16 MiB).</summary>

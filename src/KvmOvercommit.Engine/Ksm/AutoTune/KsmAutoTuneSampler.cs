@@ -47,6 +47,13 @@ public sealed class KsmAutoTuneSampler : IDisposable
     /// <summary>Older non-mergeable processes are re-checked this often.</summary>
     public TimeSpan RecheckInterval { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// List /proc at most this often even when processes were created (zero: whenever loadavg's last pid moved). The
+    /// tuner sets it while bursting, when a new process would only join a burst that is running anyway: on a busy host
+    /// (compilers starting every few milliseconds) the listing was most of the tuner's own CPU.
+    /// </summary>
+    public TimeSpan ListingInterval { get; set; } = TimeSpan.Zero;
+
     /// <summary>Takes a reading. Elapsed is measured from the sampler's creation.</summary>
     public KsmAutoTuneObservation Read()
     {
@@ -122,7 +129,7 @@ public sealed class KsmAutoTuneSampler : IDisposable
     IEnumerable<int> ProcessIds(TimeSpan now)
     {
         long? lastPid = ReadLastPid();
-        if (!_first && lastPid is not null && lastPid == _lastPid && now - _lastListing < RecheckInterval)
+        if (!_first && lastPid is not null && (lastPid == _lastPid || now - _lastListing < ListingInterval) && now - _lastListing < RecheckInterval)
         {
             ListingsSkipped++;
             return _procs.Keys.ToList();

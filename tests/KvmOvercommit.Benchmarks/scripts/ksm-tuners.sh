@@ -26,12 +26,12 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
-if [[ -z "${KVMOC_BENCH_LOCKED:-}" ]]; then
+if [[ -z "${KVMOC_BENCH_LOCKED:-}" && " $* " != *" --report-only "* ]]; then
   exec env KVMOC_BENCH_LOCKED=1 flock /tmp/kvmoc-host-tests.lock "$0" "$@"
 fi
 
 tuners="default aggressive advisor ksmtuned adaptive"
-window=30 late=15 size_mb=64 initial=4 extra=2 log_dir="" workload=processes memory_mb=128 repeat=1
+window=30 late=15 size_mb=64 initial=4 extra=2 log_dir="" workload=processes memory_mb=128 repeat=1 report_only=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --tuners) tuners="$2"; shift 2 ;;
@@ -45,6 +45,7 @@ while [[ $# -gt 0 ]]; do
     --guests) initial="$2"; shift 2 ;;
     --memory-mb) memory_mb="$2"; shift 2 ;;
     --repeat) repeat="$2"; shift 2 ;;
+    --report-only) report_only=1; shift ;;   # the tables again from an earlier run's --log-dir (same options)
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -91,7 +92,7 @@ restore() {
   rm -rf "$work"
   exit $rc
 }
-trap restore EXIT
+[[ -n "$report_only" ]] || trap restore EXIT
 trap 'exit 130' INT TERM
 
 wait_unmerged() {
@@ -234,13 +235,14 @@ trial() {
 
 pages=$(( size_mb * 1024 * 1024 / $(getconf PAGESIZE) ))
 if [[ "$workload" == guests ]]; then
-  "$KVMOC" tiny-guest > /dev/null   # build or fetch the tiny guest before the first trial
+  [[ -n "$report_only" ]] || "$KVMOC" tiny-guest > /dev/null   # build or fetch the tiny guest before the first trial
   echo "Workload B: $initial tiny guests (TCG, $memory_mb MiB), +$extra at ${late} s, ${window} s window; $(uname -r), $(nproc) CPUs" >&2
 else
   echo "Workload A: $initial × $size_mb MiB ($pages pages each, identical across processes), +$extra at ${late} s, ${window} s window; $(uname -r), $(nproc) CPUs" >&2
 fi
 echo "started $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg), $repeat run(s) of: $tuners" >&2
 for ((r = 1; r <= repeat; r++)); do
+  [[ -n "$report_only" ]] && break
   for t in $tuners; do
     echo "trial: $t (run $r of $repeat)" >&2
     trial "$t" "$r"
@@ -280,8 +282,9 @@ for ((r = 1; r <= repeat; r++)); do
         # steady state: from the sample nearest to window-10 s to the last
         j = 1; for (i = 1; i <= n; i++) if (t[i] <= (win - 10) * 1e6) j = i
         cpu = (k[n] - tk0) / 100; steady = (k[n] - k[j]) / 100 / ((t[n] - t[j]) / 1e6) * 100
-        printf "%d %s %.2f %.2f %.2f %.1f %.0f %s %s %s\n", run, name, t1 >= 0 ? t1 / 1e6 : -1,
-          extra > 0 ? (t2 >= 0 ? t2 / 1e6 : -1) : -2, cpu, steady, s[n] * psz / 1048576, tcpu, l0, l1
+        v1 = (t1 >= 0) ? t1 / 1e6 : -1
+        v2 = (extra > 0) ? ((t2 >= 0) ? t2 / 1e6 : -1) : -2
+        printf "%d %s %.2f %.2f %.2f %.1f %.0f %s %s %s\n", run, name, v1, v2, cpu, steady, s[n] * psz / 1048576, tcpu, l0, l1
       }' "$log_dir/$t.$r.samples" >> "$log_dir/results"
   done
 done
@@ -332,5 +335,5 @@ if [[ " $tuners " == *" aggressive "* && " $tuners " == *" adaptive "* ]]; then
   awk -v a="${MK[aggressive]}" -v k="${MK[adaptive]}" -v tc="${MT[adaptive]}" -v tot="$tot" 'BEGIN {
     lim = 0.15 * a
     printf "%s cost: adaptive ksmd + tuner CPU %.2f s (median; ksmd %.2f s, tuner %.2f s) ≤ 15%% of aggressive ksmd %.2f s = %.2f s (%.0f%%)\n",
-      (tot <= lim ? "PASS" : "FAIL"), tot, k, tc, a, lim, a > 0 ? 100 * tot / a : 0 }'
+      (tot <= lim ? "PASS" : "FAIL"), tot, k, tc, a, lim, (a > 0) ? 100 * tot / a : 0 }'
 fi

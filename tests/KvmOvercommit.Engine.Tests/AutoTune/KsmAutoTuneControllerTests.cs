@@ -414,6 +414,26 @@ public class KsmAutoTuneControllerTests
     }
 
     [Fact]
+    public void LongIdle_PollsLessOften_AndAWakeUpPollsFastAgain()
+    {
+        var sim = new Sim();
+        for (int i = 1; i <= 2; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Run(S(4));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+        Assert.Equal(TimeSpan.FromMilliseconds(250), sim.Last.NextPoll); // just converged: still looking closely
+        sim.Run(S(10));
+        Assert.Equal(TimeSpan.FromMilliseconds(500), sim.Last!.NextPoll); // quiet for 5 s: half the readings
+        sim.Ksm.Procs[7] = Guest;
+        var d = sim.Tick();
+        Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
+        Assert.Equal(TimeSpan.FromMilliseconds(100), d.NextPoll);
+        var t = sim.RunUntilSharing(sim.Ksm.Sharing + Guest * 9 / 10, S(30));
+        Assert.True(t < S(2), $"late arrival 90% merged after {t}");
+        sim.Run(S(2));
+        Assert.Equal(TimeSpan.FromMilliseconds(250), sim.Last!.NextPoll); // idle again, the quiet clock restarted
+    }
+
+    [Fact]
     public void InvalidPolicy_IsRejected()
     {
         var e = Assert.Throws<KvmOcException>(() => new KsmAutoTuneController(new KsmAutoTunePolicy { BackoffFactor = 1 }));

@@ -24,7 +24,7 @@ public sealed class KsmAutoTuneController
     HashSet<int> _knownPids = new();
     long _baselineResident;
     long _wakeFullScans, _judgeFullScans, _judgeMerged;
-    TimeSpan _lastStep;
+    TimeSpan _lastStep, _idleSince;
     long _pages, _sleep, _appliedPages, _appliedSleep;
     bool _pressure;
 
@@ -68,7 +68,7 @@ public sealed class KsmAutoTuneController
             SleepMilliseconds = sleep,
             Changed = pages != _appliedPages || sleep != _appliedSleep || Mode != oldMode,
             Reason = reason,
-            NextPoll = Mode == KsmAutoTuneMode.Idle ? _p.IdlePoll : _p.FastPoll,
+            NextPoll = Mode != KsmAutoTuneMode.Idle ? _p.FastPoll : o.Elapsed - _idleSince >= _p.QuietAfter ? _p.QuietIdlePoll : _p.IdlePoll,
             PagesSharing = o.PagesSharing,
         };
         (_appliedPages, _appliedSleep) = (pages, sleep);
@@ -170,6 +170,7 @@ public sealed class KsmAutoTuneController
 
     string GoIdle(KsmAutoTuneObservation o, string why)
     {
+        if (Mode != KsmAutoTuneMode.Idle || _prev is null) _idleSince = o.Elapsed;
         Mode = KsmAutoTuneMode.Idle;
         _pages = _p.IdlePagesToScan;
         _sleep = _p.IdleSleepMilliseconds;

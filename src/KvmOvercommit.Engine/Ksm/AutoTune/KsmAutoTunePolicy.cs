@@ -42,6 +42,10 @@ public sealed class KsmAutoTunePolicy
     public TimeSpan FastPoll { get; set; } = TimeSpan.FromMilliseconds(100);
     /// <summary>Poll interval when idle (reading every process's ksm_stat costs about a millisecond).</summary>
     public TimeSpan IdlePoll { get; set; } = TimeSpan.FromMilliseconds(250);
+    /// <summary>Poll interval once idle for <see cref="QuietAfter"/>: a converged host costs the tuner half as many readings.</summary>
+    public TimeSpan QuietIdlePoll { get; set; } = TimeSpan.FromMilliseconds(500);
+    /// <summary>How long idle before polling at <see cref="QuietIdlePoll"/>.</summary>
+    public TimeSpan QuietAfter { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Rejects values the controller cannot work with.</summary>
     public void Validate()
@@ -59,5 +63,6 @@ public sealed class KsmAutoTunePolicy
         Check(BackoffFactor > 1, nameof(BackoffFactor), BackoffFactor);
         Check(PassesBeforeJudging >= 1, nameof(PassesBeforeJudging), PassesBeforeJudging);
         Check(FastPoll > TimeSpan.Zero && IdlePoll > TimeSpan.Zero, nameof(FastPoll), FastPoll);
+        Check(QuietIdlePoll > TimeSpan.Zero, nameof(QuietIdlePoll), QuietIdlePoll);
     }
 }

@@ -434,6 +434,34 @@ public class KsmAutoTuneControllerTests
     }
 
     [Fact]
+    public void ATrickleOfMerges_ScalesTheBurstDown_AndABigPassRestoresTheFullRate()
+    {
+        // Guests booting: every pass merges a little (here 0.5% of the mergeable pages). Scanning at the full rate for
+        // that is what made the burst cost as much as the aggressive setting while guests boot.
+        var c = new KsmAutoTuneController();
+        long mergeable = 24 * 2 * Guest, merged = 0, scans = 0;
+        KsmAutoTuneObservation Obs(double t) => new()
+        {
+            Elapsed = S(t), FullScans = scans, PagesShared = merged / 10, PagesSharing = merged - merged / 10,
+            PagesUnshared = mergeable / 2, RmapItems = mergeable, MergeableProcessIds = new[] { 1 }, MergeableResidentPages = mergeable,
+            MemTotalBytes = 16L << 30, MemAvailableBytes = 12L << 30,
+        };
+        var d = c.Decide(Obs(0));
+        Assert.Equal(20000, d.PagesToScan);
+        for (int i = 1; i <= 3; i++) { scans++; merged += mergeable / 200; d = c.Decide(Obs(i)); }
+        Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
+        Assert.Contains("of the full rate", d.Reason);
+        Assert.Equal(5000, d.PagesToScan); // 0.5% / 2% = a quarter of the cap
+        scans++; merged += mergeable / 10;  // the guests settled: a pass merges 10%
+        d = c.Decide(Obs(4));
+        Assert.Equal(20000, d.PagesToScan);
+        scans++; merged += mergeable / 400; // 0.25%: above the 0.2% threshold, an eighth of the full-rate yield
+        d = c.Decide(Obs(5));
+        Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
+        Assert.Equal(2500, d.PagesToScan);
+    }
+
+    [Fact]
     public void InvalidPolicy_IsRejected()
     {
         var e = Assert.Throws<KvmOcException>(() => new KsmAutoTuneController(new KsmAutoTunePolicy { BackoffFactor = 1 }));

@@ -27,6 +27,7 @@ public sealed class KsmAutoTuneController
     TimeSpan _lastStep, _idleSince;
     long _pages, _sleep, _appliedPages, _appliedSleep;
     bool _pressure;
+    double _scale = 1;
 
     /// <summary>A controller with the given (or the default) policy.</summary>
     public KsmAutoTuneController(KsmAutoTunePolicy? policy = null)
@@ -121,6 +122,14 @@ public sealed class KsmAutoTuneController
                         // Everything ksmd tracks is merged (shared or sharing): another pass can only confirm it.
                         return StepDown(o, $"a full pass merged {perPass} pages and only {left} unmerged remain (< {threshold}): converged");
                     }
+                    long full = (long)(_p.FullRateYieldFraction * o.MergeablePages);
+                    if (perPass < full)
+                    {
+                        _scale = Math.Max(1 / _p.BackoffFactor, perPass / (double)full);
+                        SetBurstRate(o);
+                        return $"bursting at {100 * _scale:0}% of the full rate: a full pass merged {perPass} pages (< {full})";
+                    }
+                    _scale = 1;
                     SetBurstRate(o);
                     return $"bursting: a full pass merged {perPass} pages, keep scanning";
                 }
@@ -148,6 +157,7 @@ public sealed class KsmAutoTuneController
     string Wake(KsmAutoTuneObservation o, string why)
     {
         Mode = KsmAutoTuneMode.Burst;
+        _scale = 1;
         _wakeFullScans = o.FullScans;
         Judge(o);
         _baselineResident = o.MergeableResidentPages;
@@ -189,7 +199,7 @@ public sealed class KsmAutoTuneController
     {
         double sleep = Math.Max(1, _p.BurstSleepMilliseconds);
         double wakeUpsPerPass = _p.BurstPassTime.TotalMilliseconds / sleep;
-        long pages = Math.Clamp((long)Math.Ceiling(o.MergeablePages / Math.Max(1, wakeUpsPerPass)), _p.MinBurstPagesToScan, _p.MaxPagesToScan);
+        long pages = Math.Clamp((long)Math.Ceiling(_scale * Math.Min(o.MergeablePages / Math.Max(1, wakeUpsPerPass), _p.MaxPagesToScan)), _p.MinBurstPagesToScan, _p.MaxPagesToScan);
         // Hysteresis: while bursting, follow the estimate only when it moves by more than a quarter (no write per tick).
         bool bursting = Mode == KsmAutoTuneMode.Burst && _sleep == _p.BurstSleepMilliseconds && _pages > 0;
         if (bursting && pages > _pages * 3 / 4 && pages < _pages * 5 / 4) return;

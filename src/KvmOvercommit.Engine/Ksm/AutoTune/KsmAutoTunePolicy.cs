@@ -24,6 +24,12 @@ public sealed class KsmAutoTunePolicy
     public double YieldFraction { get; set; } = 0.002;
     /// <summary>…and never fewer than this many pages.</summary>
     public long MinYieldPages { get; set; } = 64;
+    /// <summary>
+    /// A judged pass merging less than this fraction of the mergeable pages (but more than the yield threshold) is a
+    /// trickle — guests booting, touching and rewriting memory: the burst goes on at a rate scaled by the yield (at
+    /// least 1 / <see cref="BackoffFactor"/> of the full burst rate) instead of at the full rate.
+    /// </summary>
+    public double FullRateYieldFraction { get; set; } = 0.02;
     /// <summary>Each low-yield step divides the scan rate by this.</summary>
     public double BackoffFactor { get; set; } = 8;
     /// <summary>Step down at least this often while backing off, even when a pass at the lower rate has not completed.</summary>
@@ -61,6 +67,7 @@ public sealed class KsmAutoTunePolicy
         Check(IdleSleepMilliseconds >= 0, nameof(IdleSleepMilliseconds), IdleSleepMilliseconds);
         Check(BurstPassTime > TimeSpan.Zero, nameof(BurstPassTime), BurstPassTime);
         Check(BackoffFactor > 1, nameof(BackoffFactor), BackoffFactor);
+        Check(FullRateYieldFraction >= 0 && FullRateYieldFraction <= 1, nameof(FullRateYieldFraction), FullRateYieldFraction);
         Check(PassesBeforeJudging >= 1, nameof(PassesBeforeJudging), PassesBeforeJudging);
         Check(FastPoll > TimeSpan.Zero && IdlePoll > TimeSpan.Zero, nameof(FastPoll), FastPoll);
         Check(QuietIdlePoll > TimeSpan.Zero, nameof(QuietIdlePoll), QuietIdlePoll);

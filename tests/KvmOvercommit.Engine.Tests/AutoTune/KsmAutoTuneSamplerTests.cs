@@ -27,6 +27,8 @@ public class KsmAutoTuneSamplerTests
 
         public void LastPid(int pid) => _dir.Write("proc/loadavg", $"0.29 0.69 0.37 1/123 {pid}\n");
 
+        public void Write(string path, string text) => _dir.Write(path, text);
+
         public void NoLoadavg() => File.Delete(_dir.File("proc/loadavg"));
 
         public void Process(int pid, bool mergeable, long rmap, long resident)
@@ -101,6 +103,34 @@ public class KsmAutoTuneSamplerTests
         host2.Process(22, mergeable: true, rmap: 10, resident: 20);
         Assert.Equal(new[] { 22 }, sampler2.Read().MergeableProcessIds);
         Assert.Equal(0, sampler2.ListingsSkipped);
+    }
+
+    [Fact]
+    public void ListingInterval_limits_listings_while_processes_keep_being_created()
+    {
+        using var host = new FakeHost();
+        using var sampler = new KsmAutoTuneSampler(host.Roots) { RecheckInterval = TimeSpan.FromHours(1), ListingInterval = TimeSpan.FromHours(1) };
+        sampler.Read();
+        host.Process(41, mergeable: true, rmap: 10, resident: 20);
+        host.LastPid(41);
+        Assert.Empty(sampler.Read().MergeableProcessIds); // a busy host: no listing within the interval
+        Assert.Equal(1, sampler.ListingsSkipped);
+        sampler.ListingInterval = TimeSpan.Zero;           // idle again: the moved pid lists /proc at once
+        Assert.Equal(new[] { 41 }, sampler.Read().MergeableProcessIds);
+        Assert.Equal(1, sampler.ListingsSkipped);
+    }
+
+    [Fact]
+    public void Memory_is_read_at_most_once_per_slow_interval()
+    {
+        using var host = new FakeHost();
+        using var sampler = new KsmAutoTuneSampler(host.Roots) { SlowReadInterval = TimeSpan.FromHours(1) };
+        Assert.Equal(8000000L * 1024, sampler.Read().MemAvailableBytes);
+        host.Write("proc/meminfo", "MemTotal:       16000000 kB\nMemAvailable:    1000 kB\n");
+        Assert.Equal(8000000L * 1024, sampler.Read().MemAvailableBytes); // the last value, not re-read
+        using var eager = new KsmAutoTuneSampler(host.Roots) { SlowReadInterval = TimeSpan.Zero };
+        eager.Read();
+        Assert.Equal(1000L * 1024, eager.Read().MemAvailableBytes);
     }
 
     [Fact]

@@ -24,9 +24,10 @@ public sealed class KsmAutoTuneController
     HashSet<int> _knownPids = new();
     long _baselineResident;
     long _wakeFullScans, _judgeFullScans, _judgeMerged;
-    TimeSpan _lastStep;
+    TimeSpan _lastStep, _idleSince;
     long _pages, _sleep, _appliedPages, _appliedSleep;
     bool _pressure;
+    double _scale = 1;
 
     /// <summary>A controller with the given (or the default) policy.</summary>
     public KsmAutoTuneController(KsmAutoTunePolicy? policy = null)
@@ -68,7 +69,7 @@ public sealed class KsmAutoTuneController
             SleepMilliseconds = sleep,
             Changed = pages != _appliedPages || sleep != _appliedSleep || Mode != oldMode,
             Reason = reason,
-            NextPoll = Mode == KsmAutoTuneMode.Idle ? _p.IdlePoll : _p.FastPoll,
+            NextPoll = Mode != KsmAutoTuneMode.Idle ? _p.FastPoll : o.Elapsed - _idleSince >= _p.QuietAfter ? _p.QuietIdlePoll : _p.IdlePoll,
             PagesSharing = o.PagesSharing,
         };
         (_appliedPages, _appliedSleep) = (pages, sleep);
@@ -92,7 +93,15 @@ public sealed class KsmAutoTuneController
         if (newPids.Count > 0)
             return Wake(o, $"{newPids.Count} new mergeable process(es) (pid {string.Join(",", newPids.Take(8))}), {MiB(o.MergeablePages)} MiB to scan");
         if (growth >= Math.Max(_p.MinGrowthPages, (long)(_p.GrowthFraction * _baselineResident)))
-            return Wake(o, $"mergeable memory grew by {MiB(growth)} MiB");
+        {
+            if (Mode != KsmAutoTuneMode.Burst)
+                return Wake(o, $"mergeable memory grew by {MiB(growth)} MiB");
+            // Already bursting: memory that grows in place is not behind ksmd's cursor, so the passes already
+            // counted still see it. Re-size the rate and keep judging (a guest booting grows for seconds; restarting
+            // the count on every step kept the burst going for as long).
+            _baselineResident = o.MergeableResidentPages;
+            SetBurstRate(o);
+        }
 
         long threshold = YieldThreshold(o);
         long merged = o.MergedPages - _judgeMerged;
@@ -107,6 +116,20 @@ public sealed class KsmAutoTuneController
                     Judge(o);
                     if (perPass < threshold)
                         return StepDown(o, $"a full pass merged {perPass} pages (< {threshold}): backing off");
+                    long left = o.PagesUnshared + o.PagesVolatile;
+                    if (left < threshold)
+                    {
+                        // Everything ksmd tracks is merged (shared or sharing): another pass can only confirm it.
+                        return StepDown(o, $"a full pass merged {perPass} pages and only {left} unmerged remain (< {threshold}): converged");
+                    }
+                    long full = (long)(_p.FullRateYieldFraction * o.MergeablePages);
+                    if (perPass < full)
+                    {
+                        _scale = Math.Max(1 / _p.BackoffFactor, perPass / (double)full);
+                        SetBurstRate(o);
+                        return $"bursting at {100 * _scale:0}% of the full rate: a full pass merged {perPass} pages (< {full})";
+                    }
+                    _scale = 1;
                     SetBurstRate(o);
                     return $"bursting: a full pass merged {perPass} pages, keep scanning";
                 }
@@ -134,6 +157,7 @@ public sealed class KsmAutoTuneController
     string Wake(KsmAutoTuneObservation o, string why)
     {
         Mode = KsmAutoTuneMode.Burst;
+        _scale = 1;
         _wakeFullScans = o.FullScans;
         Judge(o);
         _baselineResident = o.MergeableResidentPages;
@@ -156,6 +180,7 @@ public sealed class KsmAutoTuneController
 
     string GoIdle(KsmAutoTuneObservation o, string why)
     {
+        if (Mode != KsmAutoTuneMode.Idle || _prev is null) _idleSince = o.Elapsed;
         Mode = KsmAutoTuneMode.Idle;
         _pages = _p.IdlePagesToScan;
         _sleep = _p.IdleSleepMilliseconds;
@@ -174,7 +199,7 @@ public sealed class KsmAutoTuneController
     {
         double sleep = Math.Max(1, _p.BurstSleepMilliseconds);
         double wakeUpsPerPass = _p.BurstPassTime.TotalMilliseconds / sleep;
-        long pages = Math.Clamp((long)Math.Ceiling(o.MergeablePages / Math.Max(1, wakeUpsPerPass)), _p.MinBurstPagesToScan, _p.MaxPagesToScan);
+        long pages = Math.Clamp((long)Math.Ceiling(_scale * Math.Min(o.MergeablePages / Math.Max(1, wakeUpsPerPass), _p.MaxPagesToScan)), _p.MinBurstPagesToScan, _p.MaxPagesToScan);
         // Hysteresis: while bursting, follow the estimate only when it moves by more than a quarter (no write per tick).
         bool bursting = Mode == KsmAutoTuneMode.Burst && _sleep == _p.BurstSleepMilliseconds && _pages > 0;
         if (bursting && pages > _pages * 3 / 4 && pages < _pages * 5 / 4) return;

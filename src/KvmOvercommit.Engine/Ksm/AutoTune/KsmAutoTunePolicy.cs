@@ -10,7 +10,7 @@ public sealed class KsmAutoTunePolicy
     /// <summary>sleep_millisecs while bursting.</summary>
     public long BurstSleepMilliseconds { get; set; } = 20;
     /// <summary>How long one full pass over the mergeable memory should take while bursting.</summary>
-    public TimeSpan BurstPassTime { get; set; } = TimeSpan.FromMilliseconds(250);
+    public TimeSpan BurstPassTime { get; set; } = TimeSpan.FromMilliseconds(100);
     /// <summary>pages_to_scan when idle.</summary>
     public long IdlePagesToScan { get; set; } = 100;
     /// <summary>sleep_millisecs when idle.</summary>
@@ -24,10 +24,16 @@ public sealed class KsmAutoTunePolicy
     public double YieldFraction { get; set; } = 0.002;
     /// <summary>…and never fewer than this many pages.</summary>
     public long MinYieldPages { get; set; } = 64;
+    /// <summary>
+    /// A judged pass merging less than this fraction of the mergeable pages (but more than the yield threshold) is a
+    /// trickle — guests booting, touching and rewriting memory: the burst goes on at a rate scaled by the yield (at
+    /// least 1 / <see cref="BackoffFactor"/> of the full burst rate) instead of at the full rate.
+    /// </summary>
+    public double FullRateYieldFraction { get; set; } = 0.02;
     /// <summary>Each low-yield step divides the scan rate by this.</summary>
     public double BackoffFactor { get; set; } = 8;
     /// <summary>Step down at least this often while backing off, even when a pass at the lower rate has not completed.</summary>
-    public TimeSpan BackoffStepTime { get; set; } = TimeSpan.FromSeconds(2);
+    public TimeSpan BackoffStepTime { get; set; } = TimeSpan.FromMilliseconds(500);
     /// <summary>Mergeable resident memory growing by this fraction (and by MinGrowthPages) wakes the tuner.</summary>
     public double GrowthFraction { get; set; } = 0.05;
     /// <summary>Fewest pages of growth that wake the tuner (4096 = 16 MiB).</summary>
@@ -42,6 +48,10 @@ public sealed class KsmAutoTunePolicy
     public TimeSpan FastPoll { get; set; } = TimeSpan.FromMilliseconds(100);
     /// <summary>Poll interval when idle (reading every process's ksm_stat costs about a millisecond).</summary>
     public TimeSpan IdlePoll { get; set; } = TimeSpan.FromMilliseconds(250);
+    /// <summary>Poll interval once idle for <see cref="QuietAfter"/>: a converged host costs the tuner half as many readings.</summary>
+    public TimeSpan QuietIdlePoll { get; set; } = TimeSpan.FromMilliseconds(500);
+    /// <summary>How long idle before polling at <see cref="QuietIdlePoll"/>.</summary>
+    public TimeSpan QuietAfter { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Rejects values the controller cannot work with.</summary>
     public void Validate()
@@ -57,7 +67,9 @@ public sealed class KsmAutoTunePolicy
         Check(IdleSleepMilliseconds >= 0, nameof(IdleSleepMilliseconds), IdleSleepMilliseconds);
         Check(BurstPassTime > TimeSpan.Zero, nameof(BurstPassTime), BurstPassTime);
         Check(BackoffFactor > 1, nameof(BackoffFactor), BackoffFactor);
+        Check(FullRateYieldFraction >= 0 && FullRateYieldFraction <= 1, nameof(FullRateYieldFraction), FullRateYieldFraction);
         Check(PassesBeforeJudging >= 1, nameof(PassesBeforeJudging), PassesBeforeJudging);
         Check(FastPoll > TimeSpan.Zero && IdlePoll > TimeSpan.Zero, nameof(FastPoll), FastPoll);
+        Check(QuietIdlePoll > TimeSpan.Zero, nameof(QuietIdlePoll), QuietIdlePoll);
     }
 }

@@ -22,6 +22,9 @@ public sealed class KsmAutoTuneSampler : IDisposable
     bool _first = true;
     long? _lastPid;
     TimeSpan _lastListing;
+    TimeSpan _lastSlowRead = TimeSpan.MinValue / 2;
+    long _memTotal, _memAvailable;
+    double? _ksmdCpu;
 
     sealed class Tracked
     {
@@ -44,8 +47,24 @@ public sealed class KsmAutoTuneSampler : IDisposable
     /// <summary>Non-mergeable processes younger than this are re-checked every tick (they may madvise any moment).</summary>
     public TimeSpan YoungProcessAge { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Non-mergeable processes younger than this are re-checked every tick; from then until
+    /// <see cref="YoungProcessAge"/> once a second (a busy host starts dozens of short-lived processes a second).
+    /// </summary>
+    public TimeSpan NewProcessAge { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>MemAvailable and ksmd's CPU time are read at most this often (the policy needs neither every tick).</summary>
+    public TimeSpan SlowReadInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Older non-mergeable processes are re-checked this often.</summary>
     public TimeSpan RecheckInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// List /proc at most this often even when processes were created (zero: whenever loadavg's last pid moved). The
+    /// tuner sets it while bursting, when a new process would only join a burst that is running anyway: on a busy host
+    /// (compilers starting every few milliseconds) the listing was most of the tuner's own CPU.
+    /// </summary>
+    public TimeSpan ListingInterval { get; set; } = TimeSpan.Zero;
 
     /// <summary>Takes a reading. Elapsed is measured from the sampler's creation.</summary>
     public KsmAutoTuneObservation Read()
@@ -62,8 +81,14 @@ public sealed class KsmAutoTuneSampler : IDisposable
             PagesScanned = Counter(5),
         };
         ReadProcesses(o, now);
-        ReadMemInfo(o);
-        o.KsmdCpuSeconds = ReadKsmdCpuSeconds();
+        if (now - _lastSlowRead >= SlowReadInterval)
+        {
+            _lastSlowRead = now;
+            ReadMemInfo(o);
+            (_memTotal, _memAvailable) = (o.MemTotalBytes, o.MemAvailableBytes);
+            _ksmdCpu = ReadKsmdCpuSeconds();
+        }
+        (o.MemTotalBytes, o.MemAvailableBytes, o.KsmdCpuSeconds) = (_memTotal, _memAvailable, _ksmdCpu);
         return o;
     }
 
@@ -93,7 +118,9 @@ public sealed class KsmAutoTuneSampler : IDisposable
                 // Processes already running at the first reading are not "new": only later arrivals get the fast re-checks.
                 _procs[pid] = t = new Tracked { FirstSeen = _first ? TimeSpan.MinValue / 2 : now, LastChecked = TimeSpan.MinValue };
             }
-            bool check = t.Mergeable || t.LastChecked == TimeSpan.MinValue || now - t.FirstSeen < YoungProcessAge || now - t.LastChecked >= RecheckInterval;
+            var age = now - t.FirstSeen;
+            bool check = t.Mergeable || t.LastChecked == TimeSpan.MinValue || age < NewProcessAge
+                || (age < YoungProcessAge && now - t.LastChecked >= TimeSpan.FromSeconds(1)) || now - t.LastChecked >= RecheckInterval;
             if (check)
             {
                 t.LastChecked = now;
@@ -122,7 +149,7 @@ public sealed class KsmAutoTuneSampler : IDisposable
     IEnumerable<int> ProcessIds(TimeSpan now)
     {
         long? lastPid = ReadLastPid();
-        if (!_first && lastPid is not null && lastPid == _lastPid && now - _lastListing < RecheckInterval)
+        if (!_first && lastPid is not null && (lastPid == _lastPid || now - _lastListing < ListingInterval) && now - _lastListing < RecheckInterval)
         {
             ListingsSkipped++;
             return _procs.Keys.ToList();

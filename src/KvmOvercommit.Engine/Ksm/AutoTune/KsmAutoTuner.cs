@@ -84,6 +84,7 @@ public static class KsmAutoTuner
             {
                 var obs = sampler.Read();
                 var d = controller.Decide(obs);
+                sampler.ListingInterval = d.Mode == KsmAutoTuneMode.Idle ? TimeSpan.Zero : TimeSpan.FromSeconds(1);
                 if (clock.Elapsed - lastCheck >= TimeSpan.FromSeconds(5))
                 {
                     // Someone else (an admin, ksmtuned) may have changed the knobs: look at the real values now and then.

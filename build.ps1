@@ -163,27 +163,23 @@ function Install-Pester {
     Copy-Item -Path (Join-Path $source '*') -Destination $PesterDir -Recurse -Force
 }
 
-# The Pester suite against the package, under the host-test lock (the tests change KSM and start guests, as the
-# xunit host tests do; .NET takes FileShare.None as a flock on Linux, so wait for it). Returns Pester's result.
+# The Pester suite against the package, in a pwsh of its own under the host-test lock (the tests change KSM and start
+# guests, as the xunit host tests do; flock(1) waits in turn). Returns Pester's counts (Passed, Failed, Skipped, NotRun).
 function Invoke-PesterSuite {
     param([string[]] $Path = @((Join-Path $PSScriptRoot 'tests/acceptance')))
-    # The tests run as a user's session would: without this script's strict mode.
-    Set-StrictMode -Off
     Install-Pester
-    Import-Module (Join-Path $PesterDir 'Pester.psd1') -Force
     $env:KVMOC_MODULE = Join-Path $PackageDir 'KvmOvercommit.psd1'
     $env:KVMOC_CLI = $CliDll
-    $config = New-PesterConfiguration
-    $config.Run.Path = $Path
-    $config.Run.PassThru = $true
-    $config.Output.Verbosity = 'Normal'
-    $lock = $null
-    while (-not $lock) {
-        try { $lock = [System.IO.File]::Open($HostTestLock, 'OpenOrCreate', 'ReadWrite', 'None') }
-        catch [System.IO.IOException] { Start-Sleep -Milliseconds 500 }
-    }
-    try { Invoke-Pester -Configuration $config }
-    finally { $lock.Dispose() }
+    $resultFile = Join-Path $PSScriptRoot 'out/pester-result.json'
+    Remove-Item -LiteralPath $resultFile -ErrorAction SilentlyContinue
+    $pwshDll = Join-Path $PSHOME 'pwsh.dll'
+    $pwsh = if (Test-Path -LiteralPath $pwshDll) { @((Get-Process -Id $PID).Path, $pwshDll) } else { @((Join-Path $PSHOME 'pwsh')) }
+    $runner = Join-Path $PSScriptRoot 'tools/Pester/Invoke-PesterSuite.ps1'
+    $lockArgs = @($HostTestLock) + $pwsh + @('-NoProfile', '-NonInteractive', '-File', $runner,
+        '-PesterModule', (Join-Path $PesterDir 'Pester.psd1'), '-ResultFile', $resultFile, '-Path') + $Path
+    & flock @lockArgs | Out-Host
+    if (-not (Test-Path -LiteralPath $resultFile)) { throw "the Pester run wrote no result (exit code $LASTEXITCODE)" }
+    Get-Content -LiteralPath $resultFile -Raw | ConvertFrom-Json
 }
 
 function Invoke-Test {
@@ -210,11 +206,11 @@ function Invoke-Test {
     try { $pester = Invoke-PesterSuite }
     catch { Write-Host "pester: the Pester suite did not run: $_"; $ok = $false }
     if ($pester) {
-        $passed += $pester.PassedCount; $failed += $pester.FailedCount
-        $skipped += $pester.SkippedCount + $pester.NotRunCount
+        $passed += $pester.Passed; $failed += $pester.Failed
+        $skipped += $pester.Skipped + $pester.NotRun
         if ($pester.Result -ne 'Passed') { $ok = $false }
-        if ($pester.SkippedCount + $pester.NotRunCount -gt 0 -and $InCi) {
-            Write-Host "pester: $($pester.SkippedCount) skipped, $($pester.NotRunCount) not run: under CI every test must run"; $ok = $false
+        if ($pester.Skipped + $pester.NotRun -gt 0 -and $InCi) {
+            Write-Host "pester: $($pester.Skipped) skipped, $($pester.NotRun) not run: under CI every test must run"; $ok = $false
         }
     }
     elseif ($InCi) { $ok = $false }

@@ -244,7 +244,7 @@ Describe 'Hostile input: cmdlets — broken chains, KSM and experiment arguments
         Test-Path -LiteralPath (Join-Path $script:root 'exp-work') | Should -BeFalse
     }
 
-    It 'Ctrl+C (a pipeline stop) during Invoke-KsmAutoTune keeps the Stopped result and leaves the low rate' {
+    It 'Ctrl+C (a pipeline stop) during Invoke-KsmAutoTune keeps the Stopped result and leaves the low rate' -Tag 'HostLock' {
         # It changes KSM: hold the machine-wide host lock the xunit host tests use (flock on /tmp/kvmoc-host-tests.lock).
         if (-not ('KvmocHostile.HostLock' -as [type])) {
             Add-Type -Namespace KvmocHostile -Name HostLock -MemberDefinition @'

@@ -244,7 +244,7 @@ Describe 'Hostile input: cmdlets — broken chains, KSM and experiment arguments
         Test-Path -LiteralPath (Join-Path $script:root 'exp-work') | Should -BeFalse
     }
 
-    It 'Ctrl+C (a pipeline stop) during Invoke-KsmAutoTune keeps the Stopped result and leaves the low rate' {
+    It 'Ctrl+C (a pipeline stop) during Invoke-KsmAutoTune keeps the Stopped result and leaves the low rate' -Tag 'HostLock' {
         # It changes KSM: hold the machine-wide host lock the xunit host tests use (flock on /tmp/kvmoc-host-tests.lock).
         if (-not ('KvmocHostile.HostLock' -as [type])) {
             Add-Type -Namespace KvmocHostile -Name HostLock -MemberDefinition @'
@@ -279,6 +279,39 @@ Describe 'Hostile input: cmdlets — broken chains, KSM and experiment arguments
             $null = [KvmocHostile.HostLock]::flock($lockFd, 8)
             $null = [KvmocHostile.HostLock]::close($lockFd)
         }
+    }
+
+    It 'a dead experiment''s journal refuses the next experiment; -Recover deletes only what it recorded and removes the journal' {
+        # A journal as a killed run leaves it: the pid of a process that has exited, one file it created, no KSM settings
+        # (so nothing here touches KSM while other runs may use it).
+        $p = Start-Process -FilePath /bin/true -PassThru; $p.WaitForExit()
+        $made = Join-Path $script:root 'made-by-the-dead-run.qcow2'
+        $keep = Join-Path $script:root 'not-recorded.qcow2'
+        Set-Content -LiteralPath $made -Value x; Set-Content -LiteralPath $keep -Value y
+        $dir = if ((id -u) -eq '0') { '/run/kvmovercommit/.journal' } else { throw 'needs root' }
+        $null = New-Item -ItemType Directory -Path $dir -Force
+        $id = 'pester' + [guid]::NewGuid().ToString('N').Substring(0, 6)
+        $journal = Join-Path $dir "experiment-$id.json"
+        @{ Kind = 'experiment'; Id = $id; Pid = $p.Id; StartTime = [DateTimeOffset]::UtcNow.ToString('o'); Files = @($made); Folders = @(); Guests = @() } |
+            ConvertTo-Json | Set-Content -LiteralPath $journal
+        try {
+            $err = $null
+            try { Invoke-OvercommitExperiment -GuestCount 1 -WhatIf -ErrorAction Stop } catch { $err = $_ }
+            $err.FullyQualifiedErrorId | Should -BeLike 'ExperimentJournalFound*'
+            "$($err.ErrorDetails.RecommendedAction)$($err.Exception.Message)" | Should -Match 'Recover'
+            @(Invoke-OvercommitExperiment -Recover -WhatIf) | Should -BeNullOrEmpty
+            Test-Path -LiteralPath $made | Should -BeTrue
+            $r = @(Invoke-OvercommitExperiment -Recover -Confirm:$false)
+            $r.Count | Should -Be 1
+            $r[0].PSObject.TypeNames[0] | Should -Be 'KvmOvercommit.Engine.Experiment.HostJournal'
+            $r[0].Recovered | Should -BeTrue
+            $r[0].Id | Should -Be $id
+            Test-Path -LiteralPath $made | Should -BeFalse
+            Test-Path -LiteralPath $keep | Should -BeTrue
+            Test-Path -LiteralPath $journal | Should -BeFalse
+            ($r | Out-String) | Should -Match 'Recovered'
+        }
+        finally { Remove-Item -LiteralPath $journal -ErrorAction SilentlyContinue }
     }
 
     It 'Invoke-OvercommitExperiment and Invoke-KsmAutoTune have -Recover, which finds nothing to do on a clean host' {

@@ -164,8 +164,8 @@ public static class GuestLauncher
         var name = o.Name ?? (disk is null ? null : Path.GetFileNameWithoutExtension(disk));
         if (string.IsNullOrWhiteSpace(name))
             throw new KvmOcException(ErrorKind.InvalidArgument, "GuestNameRequired", "A guest needs a name: give -Name, or a disk whose file name becomes the name.", null, "Start-KvmGuest -Name web1 …");
-        if (name.Contains('/') || name.Any(char.IsControl) || name is "." or "..")
-            throw new KvmOcException(ErrorKind.InvalidArgument, "GuestNameInvalid", $"The guest name '{name}' cannot contain '/' or control characters (it names the run directory).", name);
+        if (name.Contains('/') || name.Any(char.IsControl) || name is "." or ".." or ".journal")
+            throw new KvmOcException(ErrorKind.InvalidArgument, "GuestNameInvalid", $"The guest name '{name}' cannot contain '/' or control characters, nor be '.', '..' or '.journal' (it names the run directory; .journal keeps the run journals).", name);
         if (o.MemoryMB < 16) throw new KvmOcException(ErrorKind.InvalidArgument, "MemoryTooSmall", $"-MemoryMB {o.MemoryMB} is too small (at least 16).", o.MemoryMB);
         if (o.MemoryMB > MaxMemoryMB) throw new KvmOcException(ErrorKind.InvalidArgument, "MemoryTooLarge", $"-MemoryMB {o.MemoryMB} is too large (at most {MaxMemoryMB}, 16 TiB).", o.MemoryMB);
         if (o.CpuCount is < 1 or > MaxCpuCount) throw new KvmOcException(ErrorKind.InvalidArgument, "CpuCountInvalid", $"-CpuCount {o.CpuCount} must be from 1 to {MaxCpuCount}.", o.CpuCount);

@@ -36,10 +36,17 @@ public static class CliUsage
                 if (LooksLikeOption(t.Value) && !afterDoubleDash.Contains(t))
                     unknown.Add(t.Value);
         var unmatched = parse.UnmatchedTokens;
+        foreach (var u in unmatched) if (LooksLikeOption(u)) unknown.Add(u);
+        foreach (var u in unknown.Distinct(StringComparer.Ordinal))
+        {
+            var suggestions = Suggest(OptionPart(u), OptionNames(parse.CommandResult));
+            errors.Add(new KvmOcException(ErrorKind.InvalidArgument, "UnknownOption",
+                $"'{path}' has no option '{u}'; nothing was done.{DidYouMean(suggestions)}", u, hint));
+        }
+
         foreach (var u in unmatched)
         {
-            if (LooksLikeOption(u)) unknown.Add(u);
-            else
+            if (!LooksLikeOption(u))
             {
                 var subs = Suggest(u, command.Subcommands.SelectMany(s => s.Aliases.Prepend(s.Name)));
                 errors.Add(new KvmOcException(ErrorKind.InvalidArgument, command.Subcommands.Count > 0 ? "UnknownCommand" : "UnexpectedArgument",
@@ -49,13 +56,6 @@ public static class CliUsage
                     u, $"'{path} --help' lists what it takes."));
             }
         }
-        foreach (var u in unknown.Distinct(StringComparer.Ordinal))
-        {
-            var suggestions = Suggest(OptionPart(u), OptionNames(parse.CommandResult));
-            errors.Add(new KvmOcException(ErrorKind.InvalidArgument, "UnknownOption",
-                $"'{path}' has no option '{u}'; nothing was done.{DidYouMean(suggestions)}", u, hint));
-        }
-
         // System.CommandLine's own errors, except those about the tokens reported above.
         var reported = unmatched.Concat(unknown).ToList();
         foreach (var e in parse.Errors)

@@ -24,7 +24,8 @@ public static class Program
         var root = BuildRoot(ctx);
         // No response files (a path may start with '@') and no bundling of short options ("-vb" is a typo, not -v -b).
         var parse = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null, EnablePosixBundling = false });
-        bool helpOrVersion = parse.Action is System.CommandLine.Help.HelpAction || parse.Action?.GetType().Name == "VersionOptionAction";
+        bool helpOrVersion = parse.Action is System.CommandLine.Help.HelpAction
+            || root.Options.OfType<VersionOption>().Any(v => parse.GetResult(v) is not null);
         if (!helpOrVersion)
         {
             var usage = CliUsage.Check(parse);

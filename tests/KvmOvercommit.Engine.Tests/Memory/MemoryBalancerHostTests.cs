@@ -92,3 +92,81 @@ public class MemoryBalancerHostTests
         Assert.Equal(150L, (await KvmGuestBalloon.GetAsync(g, default)).TargetMB);
     }
 }
+
+/// <summary>The balancer with the KSM tuner alongside, and against a real memory cgroup.</summary>
+[Collection(HostSerialCollection.Name)]
+public class MemoryBalancerCgroupAndKsmTests
+{
+    [SkippableFact]
+    public async Task WithKsmAutoTuneTheTunerRunsAlongsideAndLeavesKsmLow()
+    {
+        Prereq.RequireRoot();
+        Prereq.RequireKsm();
+        using var f = await GuestFixture.CreateAsync();
+        using var guard = new KvmOvercommit.Engine.Ksm.KsmSettingsGuard();
+        var g = await f.StartAsync(f.TinyOptions(f.Name("bal-ksm"), kernelArgs: "kvmoc.fill=8,2"));
+        await GuestFixture.WaitForSerialAsync(g, TinyGuestInit.ReadyMarker);
+        var r = await MemoryBalancer.RunAsync(new MemoryBalancerOptions
+        {
+            Names = new[] { g.Name }, Duration = TimeSpan.FromSeconds(6), Interval = TimeSpan.FromSeconds(1), WithKsmAutoTune = true,
+            Policy = new MemoryBalancerPolicy { HostTargetPercent = 99, PsiThresholdPercent = 0 },
+        }, NullObserver.Instance, default);
+        Assert.NotNull(r.KsmAutoTune);
+        Assert.InRange(r.KsmAutoTune!.Duration.TotalSeconds, 4, 12);
+        var now = KvmOvercommit.Engine.Ksm.KsmStatReader.Read();
+        Assert.Equal(r.KsmAutoTune.ExitPagesToScan, now.PagesToScan);
+        Assert.Equal(r.KsmAutoTune.ExitSleepMilliseconds, now.SleepMilliseconds);
+        Assert.Single(r.Guests);
+        Assert.True(r.ProcessCpuSeconds >= 0);
+        foreach (var p in f.Running()) GuestLauncher.kill(p.Id, 9);
+        guard.Dispose();
+        Assert.Empty(guard.RemainingDifferences);
+    }
+
+    [SkippableFact]
+    public async Task AgainstACgroupLimitTheCgroupsUsageIsThePressure()
+    {
+        Prereq.RequireRoot();
+        var root = "/sys/fs/cgroup/memory";
+        Prereq.Require(File.Exists(Path.Combine(root, "memory.limit_in_bytes")), "a cgroup v1 memory controller at /sys/fs/cgroup/memory");
+        using var f = await GuestFixture.CreateAsync();
+        var cg = Path.Combine(root, "kvmoc-memory-test-" + Guid.NewGuid().ToString("N")[..6]);
+        Directory.CreateDirectory(cg);
+        try
+        {
+            File.WriteAllText(Path.Combine(cg, "memory.limit_in_bytes"), (1024L * 1024 * 1024).ToString());
+            var o = f.TinyOptions(f.Name("bal-cg"), kernelArgs: "kvmoc.fill=32,6");
+            o.MemoryMB = 256;
+            var g = await f.StartAsync(o);
+            File.WriteAllText(Path.Combine(cg, "cgroup.procs"), g.Id.ToString()); // the guest's RAM is touched from here on, charged to the cgroup
+            await GuestFixture.WaitForSerialAsync(g, TinyGuestInit.ReadyMarker);
+            var reading = MemoryPressureReader.ReadCgroup(cg);
+            Assert.InRange(reading.UsedBytes, 32L * 1024 * 1024, 512L * 1024 * 1024);
+
+            var r = await MemoryBalancer.RunAsync(new MemoryBalancerOptions
+            {
+                Names = new[] { g.Name }, Cgroup = cg, Duration = TimeSpan.FromSeconds(6), Interval = TimeSpan.FromSeconds(1),
+                Policy = new MemoryBalancerPolicy { HostTargetPercent = 2, PsiThresholdPercent = 0, MinimumMB = { ["*"] = 150 } },
+            }, NullObserver.Instance, default);
+            Assert.Equal("cgroup " + cg, r.PressureSource);
+            Assert.Equal(r.Rounds, r.PressureRounds); // its usage is above 2% of 1 GiB, though the host is far from it
+            Assert.True(r.Inflations > 0);
+            Assert.Contains(r.Decisions, d => d.Reason.StartsWith("cgroup " + cg, StringComparison.Ordinal));
+            Assert.Equal(256.0, r.Guests.Single().FinalActualMB);
+
+            // The same host judged by its own memory (a few percent used) is not under pressure at 80%.
+            var host = await MemoryBalancer.RunAsync(new MemoryBalancerOptions { Names = new[] { g.Name }, Duration = TimeSpan.FromSeconds(2), Interval = TimeSpan.FromSeconds(1), DryRun = true }, NullObserver.Instance, default);
+            Assert.Equal(0, host.PressureRounds);
+        }
+        finally
+        {
+            foreach (var p in f.Running()) GuestLauncher.kill(p.Id, 9);
+            var sw = Stopwatch.StartNew();
+            while (sw.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                try { Directory.Delete(cg); break; } catch (IOException) { Thread.Sleep(200); }
+            }
+        }
+        Assert.False(Directory.Exists(cg), $"cgroup {cg} left behind");
+    }
+}

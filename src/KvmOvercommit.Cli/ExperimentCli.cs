@@ -37,6 +37,8 @@ public sealed class ExperimentCli : ICliCommandProvider
         var whatIf = new Option<bool>("--what-if") { Description = "Print the plan, do nothing." };
         foreach (var o in new Option[] { baseImage, tiny, count, memory, cpus, stagger, profiles, duration, stable, interval, work, keep, report, fill, accel, runDir, whatIf })
             cmd.Options.Add(o);
+        var network = new Option<ExperimentNetworkMode>("--network") { Description = "None, or Isolated: the fleet tiny guests on a network namespace with a bridge and dnsmasq, reached with Ansible over SSH (all removed at cleanup).", DefaultValueFactory = _ => ExperimentNetworkMode.None };
+        cmd.Options.Add(network);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
             var options = new ExperimentOptions
@@ -56,6 +58,7 @@ public sealed class ExperimentCli : ICliCommandProvider
                 FillMiB = parse.GetValue(fill),
                 Accelerator = parse.GetValue(accel),
                 RunDirectory = parse.GetValue(runDir),
+                Network = parse.GetValue(network),
             };
             if (ParseProfiles(parse.GetValue(profiles)) is { } p) options.Profiles = p;
             var plan = OvercommitExperiment.Plan(options, run);
@@ -81,6 +84,12 @@ public sealed class ExperimentCli : ICliCommandProvider
             run.Out.WriteLine();
             CliOutput.WriteTable(run.Out, result.Profiles.SelectMany(x => x.Guests).ToList(), GuestColumns);
             run.Out.WriteLine();
+            if (result.Fleet is { } fleet)
+            {
+                run.Out.WriteLine($"isolated network {fleet.Namespace} ({fleet.Subnet} on {fleet.Bridge}): {fleet.Leased} of {fleet.Guests.Length} leased, Ansible reached {fleet.Reached}; inventory {fleet.InventoryFile}");
+                CliOutput.WriteTable(run.Out, fleet.Guests, new[] { "Name", "IPAddress", "SecondsToLease", "AnsibleReachable", "SecondsToReachable" });
+                run.Out.WriteLine();
+            }
             run.Out.WriteLine(result.KsmRestored ? "KSM settings restored." : "KSM settings NOT fully restored: " + string.Join("; ", result.KsmDifferences));
             if (result.ReportFiles.Length > 0) run.Out.WriteLine($"report: {Path.GetDirectoryName(result.ReportFiles[0])} ({string.Join(", ", result.ReportFiles.Select(Path.GetFileName))})");
         });

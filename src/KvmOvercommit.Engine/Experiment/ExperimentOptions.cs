@@ -63,6 +63,9 @@ public sealed class ExperimentOptions
     /// <summary>Kernel file roots (tests point these at fake trees).</summary>
     public HostRoots? Roots { get; set; }
 
+    /// <summary>None (no NIC), or Isolated: the fleet on a network namespace with a bridge and dnsmasq, reached with Ansible (see <see cref="ExperimentNetwork"/>).</summary>
+    public ExperimentNetworkMode Network { get; set; } = ExperimentNetworkMode.None;
+
     /// <summary>The per-profile duration when none is given.</summary>
     public static readonly TimeSpan DefaultDuration = TimeSpan.FromMinutes(2);
     /// <summary>The cap of an -UntilStable profile when no duration is given.</summary>

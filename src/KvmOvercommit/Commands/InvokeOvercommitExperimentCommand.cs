@@ -110,6 +110,10 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
     [ValidateNotNullOrEmpty]
     public string? RunDirectory { get; set; }
 
+    /// <summary>None (no NIC), or Isolated: the blog's fleet loop on a network namespace with a bridge and dnsmasq (the fleet tiny guest gets a lease under its name, the inventory is made from the lease file, Ansible reaches every guest over SSH inside the namespace); all removed at cleanup. Result.Fleet has per guest IPAddress, AnsibleReachable and SecondsToReachable; -ReportPath gets inventory.ini.</summary>
+    [Parameter]
+    public Engine.Experiment.ExperimentNetworkMode Network { get; set; } = Engine.Experiment.ExperimentNetworkMode.None;
+
     /// <inheritdoc />
     protected override bool WaitForWorkOnStop => true;
 
@@ -134,6 +138,7 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
             FillMiB = FillMiB,
             Accelerator = Accelerator,
             RunDirectory = RunDirectory is null ? null : ResolvePath(RunDirectory),
+            Network = Network,
         };
         ExperimentPlan? plan = null;
         Invoke(() => plan = OvercommitExperiment.Plan(options, SyncObserver), terminating: true);

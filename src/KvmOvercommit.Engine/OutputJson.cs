@@ -28,6 +28,8 @@ namespace KvmOvercommit.Engine;
 [JsonSerializable(typeof(List<object>))]
 [JsonSerializable(typeof(string[]))]
 [JsonSerializable(typeof(ExperimentGuestResult))]
+[JsonSerializable(typeof(ExperimentIoLoadGuest))]
+[JsonSerializable(typeof(ExperimentIoLoadResult))]
 [JsonSerializable(typeof(ExperimentOptions))]
 [JsonSerializable(typeof(ExperimentPlan))]
 [JsonSerializable(typeof(ExperimentProfileResult))]

@@ -241,5 +241,8 @@ Describe 'The blog''s fleet loop with the cmdlets: fleet tiny guest, isolated ne
         Invoke-OvercommitExperiment -GuestCount 2 -Network Isolated -KsmProfile Aggressive -Duration 00:00:10 -WhatIf | Should -BeNullOrEmpty
         @(& ip netns list).Count | Should -Be $before
         { Invoke-OvercommitExperiment -BaseImage (Join-Path $Work 'fleet.qcow2') -GuestCount 1 -Network Isolated -WhatIf -ErrorAction Stop } | Should -Throw -ErrorId 'ExperimentNetworkNeedsTinyGuest*'
+        { Invoke-OvercommitExperiment -GuestCount 2 -IoLoadPercent 50 -WhatIf -ErrorAction Stop } | Should -Throw -ErrorId 'ExperimentIoLoadNeedsNetwork*'
+        $plan = & dotnet $kvmoc experiment --network isolated --io-load-percent 50 --io-load RandomWrite --io-load-seconds 20 --guest-count 4 --what-if
+        ($plan -join "`n") | Should -Match 'start a RandomWrite load in 2 of 4 guest\(s\) \(50%\) through Ansible'
     }
 }

@@ -56,6 +56,9 @@ public static class OvercommitExperiment
         if (id.Length == 0 || id.Any(c => !char.IsAsciiLetterOrDigit(c))) throw Bad("ExperimentInvalidRunId", $"The run id '{id}' must be letters and digits.", id);
         var stem = $"{o.NamePrefix}-{id}";
         bool createsBase = o.BaseImage is null, tiny = o.TinyGuest ?? createsBase;
+        if (o.IoLoadPercent is < 0 or > 100) throw Bad("ExperimentInvalidIoLoad", $"-IoLoadPercent {o.IoLoadPercent} must be from 0 to 100.", o.IoLoadPercent);
+        if (o.IoLoadPercent > 0 && o.Network != ExperimentNetworkMode.Isolated) throw Bad("ExperimentIoLoadNeedsNetwork", "-IoLoadPercent starts the load through Ansible, so it needs -Network Isolated.", o.IoLoadPercent);
+        if (o.IoLoadSeconds is < 1 or > 3600) throw Bad("ExperimentInvalidIoLoad", $"-IoLoadSeconds {o.IoLoadSeconds} must be from 1 to 3600.", o.IoLoadSeconds);
         if (o.Network == ExperimentNetworkMode.Isolated && !tiny)
             throw Bad("ExperimentNetworkNeedsTinyGuest", "-Network Isolated boots the fleet tiny guest (DHCP and SSH); it cannot be used with guests booted from -BaseImage without -TinyGuest.", o.BaseImage);
         string? baseImage = o.BaseImage is null ? null : Path.GetFullPath(o.BaseImage);
@@ -86,6 +89,7 @@ public static class OvercommitExperiment
         steps.Add(o.KeepGuests ? "leave the guests running and their overlays in place (-KeepGuests)" : "stop the guests (QMP quit, SIGKILL if QEMU hangs) and delete the overlays" + (createsBase ? " and the base image" : "") + " the experiment created");
         steps.Add($"restore every KSM setting as found (run = {ksm.Run}, pages_to_scan = {ksm.PagesToScan}, sleep_millisecs = {ksm.SleepMilliseconds}" + (ksm.AdvisorMode is null ? "" : $", advisor_mode = {ksm.AdvisorMode}") + ")");
         if (o.Network == ExperimentNetworkMode.Isolated) steps.InsertRange(steps.Count - 2, ExperimentNetwork.PlanSteps(work));
+        if (o.IoLoadPercent > 0) steps.Insert(steps.Count - 2, $"start a {o.IoLoad} load in {ExperimentIoLoadRunner.LoadedCount(o.GuestCount, o.IoLoadPercent)} of {o.GuestCount} guest(s) ({o.IoLoadPercent}%) through Ansible; sample every guest's IOPS and the overlays' disk for {o.IoLoadSeconds} s; stop it");
         if (o.ReportPath is not null) steps.Add($"write {ExperimentReportWriter.JsonFile}, {ExperimentReportWriter.CsvFile} and {ExperimentReportWriter.SvgFile} into {Path.GetFullPath(o.ReportPath)}");
         return new ExperimentPlan
         {
@@ -152,6 +156,8 @@ public static class OvercommitExperiment
             network = await ExperimentNetwork.StartAsync(o.Network, plan.WorkDirectory, observer, ct).ConfigureAwait(false);
             await SetUpAsync(plan, created, started, result, observer, ct, network).ConfigureAwait(false);
             if (network is not null) result.Fleet = await network.ReachAsync(started, o.ReadyTimeout, observer, ct).ConfigureAwait(false);
+            if (network is not null && result.Fleet is not null && o.IoLoadPercent > 0)
+                result.IoLoad = await ExperimentIoLoadRunner.RunAsync(network, result.Fleet, started, o.IoLoad, o.IoLoadPercent, o.IoLoadSeconds, plan.WorkDirectory, observer, ct).ConfigureAwait(false);
             for (int i = 0; i < o.Profiles.Length; i++)
             {
                 observer.Progress(new ProgressInfo(Activity, $"profile {o.Profiles[i]} ({i + 1} of {o.Profiles.Length})", 10 + 85 * i / o.Profiles.Length, ActivityId: MainActivity));

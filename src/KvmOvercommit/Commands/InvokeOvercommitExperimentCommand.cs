@@ -114,6 +114,20 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
     [Parameter]
     public Engine.Experiment.ExperimentNetworkMode Network { get; set; } = Engine.Experiment.ExperimentNetworkMode.None;
 
+    /// <summary>With -Network Isolated: the share of the guests (percent) in which an I/O load is started through Ansible once they are reached; Result.IoLoad gives per guest IoLoaded, IopsIdle, IopsLoaded and the overlays' disk IOPS.</summary>
+    [Parameter]
+    [ValidateRange(0, 100)]
+    public int IoLoadPercent { get; set; }
+
+    /// <summary>The load -IoLoadPercent starts: Write, Read or RandomWrite (4 KiB O_DIRECT dd loops on the guest's disk).</summary>
+    [Parameter]
+    public Engine.Experiment.ExperimentIoLoad IoLoad { get; set; } = Engine.Experiment.ExperimentIoLoad.Write;
+
+    /// <summary>Seconds the load is sampled (default 10).</summary>
+    [Parameter]
+    [ValidateRange(1, 3600)]
+    public int IoLoadSeconds { get; set; } = 10;
+
     /// <inheritdoc />
     protected override bool WaitForWorkOnStop => true;
 
@@ -139,6 +153,9 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
             Accelerator = Accelerator,
             RunDirectory = RunDirectory is null ? null : ResolvePath(RunDirectory),
             Network = Network,
+            IoLoadPercent = IoLoadPercent,
+            IoLoad = IoLoad,
+            IoLoadSeconds = IoLoadSeconds,
         };
         ExperimentPlan? plan = null;
         Invoke(() => plan = OvercommitExperiment.Plan(options, SyncObserver), terminating: true);

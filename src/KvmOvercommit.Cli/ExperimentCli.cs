@@ -38,6 +38,14 @@ public sealed class ExperimentCli : ICliCommandProvider
             cmd.Options.Add(o);
         var recover = RecoverCli.Option("experiment");
         cmd.Options.Add(recover);
+        var network = new Option<ExperimentNetworkMode>("--network") { Description = "None, or Isolated: the fleet tiny guests on a network namespace with a bridge and dnsmasq, reached with Ansible over SSH (all removed at cleanup).", DefaultValueFactory = _ => ExperimentNetworkMode.None };
+        cmd.Options.Add(network);
+        var ioPercent = new Option<int>("--io-load-percent") { Description = "With --network isolated: the share of the guests (percent) that get an I/O load through Ansible." };
+        var ioLoad = new Option<ExperimentIoLoad>("--io-load") { Description = "Write, Read or RandomWrite.", DefaultValueFactory = _ => ExperimentIoLoad.Write };
+        var ioSeconds = new Option<int>("--io-load-seconds") { Description = "Seconds the load is sampled.", DefaultValueFactory = _ => 10 };
+        cmd.Options.Add(ioPercent);
+        cmd.Options.Add(ioLoad);
+        cmd.Options.Add(ioSeconds);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
             if (parse.GetValue(recover)) { await RecoverCli.RunAsync(HostJournal.ExperimentKind, run, parse.GetValue(whatIf), ct).ConfigureAwait(false); return; }
@@ -58,6 +66,10 @@ public sealed class ExperimentCli : ICliCommandProvider
                 FillMiB = parse.GetValue(fill),
                 Accelerator = parse.GetValue(accel),
                 RunDirectory = parse.GetValue(runDir),
+                Network = parse.GetValue(network),
+                IoLoadPercent = parse.GetValue(ioPercent),
+                IoLoad = parse.GetValue(ioLoad),
+                IoLoadSeconds = parse.GetValue(ioSeconds),
             };
             if (ParseProfiles(parse.GetValue(profiles)) is { } p) options.Profiles = p;
             var plan = OvercommitExperiment.Plan(options, run);
@@ -80,6 +92,18 @@ public sealed class ExperimentCli : ICliCommandProvider
             run.Out.WriteLine();
             CliOutput.WriteTable(run.Out, result.Profiles.SelectMany(x => x.Guests).ToList(), GuestColumns);
             run.Out.WriteLine();
+            if (result.Fleet is { } fleet)
+            {
+                run.Out.WriteLine($"isolated network {fleet.Namespace} ({fleet.Subnet} on {fleet.Bridge}): {fleet.Leased} of {fleet.Guests.Length} leased, Ansible reached {fleet.Reached}; inventory {fleet.InventoryFile}");
+                CliOutput.WriteTable(run.Out, fleet.Guests, new[] { "Name", "IPAddress", "SecondsToLease", "AnsibleReachable", "SecondsToReachable" });
+                run.Out.WriteLine();
+            }
+            if (result.IoLoad is { } load)
+            {
+                run.Out.WriteLine($"I/O load {load.Load} on {load.Guests.Count(g => g.IoLoaded)} guest(s) for {load.Seconds} s: device {load.Device} {load.DeviceIopsIdle} → {load.DeviceIopsLoaded} IOPS ({load.DeviceIopsPerLoadedGuest} per loaded guest)");
+                CliOutput.WriteTable(run.Out, load.Guests, new[] { "Name", "IoLoaded", "IopsIdle", "IopsLoaded" });
+                run.Out.WriteLine();
+            }
             run.Out.WriteLine(result.KsmRestored ? "KSM settings restored." : "KSM settings NOT fully restored: " + string.Join("; ", result.KsmDifferences));
             if (result.ReportFiles.Length > 0) run.Out.WriteLine($"report: {Path.GetDirectoryName(result.ReportFiles[0])} ({string.Join(", ", result.ReportFiles.Select(Path.GetFileName))})");
         });

@@ -71,6 +71,10 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         var bpsLimit = new Option<long?>("--bps-limit") { Description = "Bytes/s limit (total) for the disk from the start (throttling.bps-total)." };
         cmd.Options.Add(iopsLimit);
         cmd.Options.Add(bpsLimit);
+        var netns = new Option<string?>("--network-namespace") { Description = "Run QEMU inside this network namespace (ip netns exec); with --network Tap --bridge, the namespace's bridge." };
+        var diskCache = new Option<string?>("--disk-cache") { Description = "The disk's cache mode: none (O_DIRECT on the host), writeback (default), writethrough, directsync, unsafe." };
+        cmd.Options.Add(netns);
+        cmd.Options.Add(diskCache);
         cmd.Arguments.Add(disks);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
@@ -106,6 +110,7 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
                         RunDirectory = parse.GetValue(runDir), StartTimeout = startTimeout,
                         MemoryMerge = !parse.GetValue(noMerge), FreePageReporting = reporting, DeflateOnOom = parse.GetValue(deflate),
                         IopsLimit = parse.GetValue(iopsLimit), BpsLimit = parse.GetValue(bpsLimit),
+                        NetworkNamespace = parse.GetValue(netns), DiskCache = parse.GetValue(diskCache),
                     }, run);
                     if (parse.GetValue(whatIf))
                     {

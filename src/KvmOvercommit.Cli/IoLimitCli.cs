@@ -39,7 +39,7 @@ public sealed class IoLimitCli : IGuestSubcommandProvider
         var names = new Argument<string[]>("name") { Description = "Guest names; wildcards allowed (quote them). None: every guest (reading only).", Arity = ArgumentArity.ZeroOrMore };
         var ids = new Option<int[]>("--id") { Description = "QEMU process ids.", AllowMultipleArgumentsPerToken = true };
         var drives = new Option<string[]>("--drive") { Description = "Drives (e.g. virtio0); wildcards allowed. Default: every drive.", AllowMultipleArgumentsPerToken = true };
-        var group = new Option<string?>("--group") { Description = "Throttle group: drives in one group (of any guests) share its limits." };
+        var group = new Option<string?>("--group") { Description = "Throttle group: the guest's drives in one group share its limits (one QEMU process)." };
         var passThru = new Option<bool>("--pass-thru") { Description = "Print the limits as they were before the change (to restore them)." };
         var whatIf = new Option<bool>("--what-if") { Description = "Say what would be set, set nothing." };
         var limitOptions = Limits.Select(l => (Option: new Option<long?>(l.Option) { Description = l.Help }, l.Set)).ToArray();

@@ -161,3 +161,88 @@ Describe 'Measure-DeviceIopsCapacity' {
         finally { Remove-Item -LiteralPath $dir -Recurse -Force -ErrorAction SilentlyContinue }
     }
 }
+
+Describe 'The blog''s fleet loop with the cmdlets: fleet tiny guest, isolated network, leases, inventory, Ansible' {
+    BeforeAll {
+        # A network namespace with a bridge and a real dnsmasq, made here with ip (the experiment's -Network Isolated
+        # makes the same); the guest's QEMU runs inside it (Start-KvmGuest -NetworkNamespace).
+        $script:Ns = "kvmoc-net-p$Suffix"
+        $script:NetDir = Join-Path $Work 'net'
+        New-Item -ItemType Directory -Path $script:NetDir | Out-Null
+        $script:Leases = Join-Path $script:NetDir 'dnsmasq.leases'
+        & ip netns add $script:Ns
+        & ip -n $script:Ns link set lo up
+        & ip -n $script:Ns link add kvbr0 type bridge
+        & ip -n $script:Ns addr add 10.213.0.1/24 dev kvbr0
+        & ip -n $script:Ns link set kvbr0 up
+        $script:Dnsmasq = Start-Process -FilePath ip -PassThru -ArgumentList @('netns', 'exec', $script:Ns, 'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--port=0',
+            '--interface=kvbr0', '--bind-interfaces', '--except-interface=lo', '--dhcp-range=10.213.0.10,10.213.0.250,255.255.255.0,1h',
+            "--dhcp-leasefile=$($script:Leases)", "--pid-file=$(Join-Path $script:NetDir 'dnsmasq.pid')")
+        & ssh-keygen -q -t ed25519 -N '' -C pester -f (Join-Path $script:NetDir 'key') | Out-Null
+        $script:Key = Join-Path $script:NetDir 'key'
+        $pub = (Get-Content -LiteralPath "$($script:Key).pub" -Raw).Trim() -replace ' ', ','
+        $script:Fleet = Get-KvmTinyGuest -Variant Fleet
+        $script:Name = "pfleet-$Suffix"
+        $disk = Join-Path $Work 'fleet.qcow2'
+        & qemu-img create -f qcow2 $disk 16M | Out-Null
+        $script:Guest = Start-KvmGuest -Name $script:Name -DiskPath $disk -MemoryMB 128 -Accelerator Tcg -NoVnc -RunDirectory $RunRoot `
+            -Kernel $script:Fleet.Kernel -Initrd $script:Fleet.Initrd -KernelArguments "kvmoc.name=$($script:Name) kvmoc.sshkey=$pub" `
+            -Network Tap -Bridge kvbr0 -NetworkNamespace $script:Ns -DiskCache none -PassThru
+        $env:ANSIBLE_HOST_KEY_CHECKING = 'False'
+        $env:ANSIBLE_SSH_ARGS = '-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o ControlMaster=no -o ConnectTimeout=5 -o LogLevel=ERROR'
+    }
+    AfterAll {
+        if ($script:Guest) { Stop-KvmGuest -Name $script:Name -TurnOff -Force -RunDirectory $RunRoot -ErrorAction SilentlyContinue }
+        if ($script:Dnsmasq) { Stop-Process -Id $script:Dnsmasq.Id -Force -ErrorAction SilentlyContinue }
+        & ip netns delete $script:Ns 2>$null
+        Remove-Item Env:ANSIBLE_HOST_KEY_CHECKING, Env:ANSIBLE_SSH_ARGS -ErrorAction SilentlyContinue
+    }
+
+    It 'Get-KvmTinyGuest -Variant Fleet adds virtio-net to the tiny guest' {
+        $script:Fleet.Variant | Should -Be 'Fleet'
+        $script:Fleet.Modules | Should -Contain 'virtio_net'
+        $script:Fleet.Initrd | Should -BeLike '*fleet-initrd-*.cpio'
+    }
+
+    It 'the guest takes a lease under its own name; Get-DnsmasqLease | ConvertTo-AnsibleInventory makes an inventory ansible-inventory accepts; ansible -m raw reaches it' {
+        $deadline = (Get-Date).AddSeconds(120)
+        do { Start-Sleep -Milliseconds 500; $lease = Get-DnsmasqLease -Path $script:Leases | Where-Object HostName -EQ $script:Name }
+        until ($lease -or (Get-Date) -gt $deadline)
+        $lease.IPAddress | Should -BeLike '10.213.0.*'
+        $lease.MacAddress | Should -Be $script:Guest.MacAddress
+        $inventory = Join-Path $script:NetDir 'inventory.ini'
+        Get-DnsmasqLease -Path $script:Leases | ConvertTo-AnsibleInventory -User root | Set-Content -LiteralPath $inventory
+        $list = & ansible-inventory -i $inventory --list | ConvertFrom-Json
+        $list._meta.hostvars.($script:Name).ansible_host | Should -Be $lease.IPAddress
+        $out = $null
+        do { $out = & ip netns exec $script:Ns ansible -i $inventory $script:Name -m raw -a hostname --private-key $script:Key -o 2>&1; Start-Sleep 1 }
+        until (($out -join "`n") -match 'CHANGED' -or (Get-Date) -gt $deadline)
+        ($out -join "`n") | Should -Match "$($script:Name) \| CHANGED \| rc=0 \| \(stdout\) $($script:Name)"
+        # No Python in the initramfs: -m ping (a Python module) cannot work, as the README says.
+        $ping = & ip netns exec $script:Ns ansible -i $inventory $script:Name -m ping --private-key $script:Key -o 2>&1
+        ($ping -join "`n") | Should -Not -Match 'SUCCESS'
+    }
+
+    It 'the namespace has no route out' {
+        $routes = & ip -n $script:Ns route show
+        $routes | Should -HaveCount 1
+        $routes | Should -Match '^10\.213\.0\.0/24 dev kvbr0'
+        & ip netns exec $script:Ns ip route get 192.0.2.1 2>&1 | Out-String | Should -Match 'unreachable'
+    }
+
+    It 'experiment -Network Isolated: -WhatIf shows the network in the plan and does nothing; it needs the tiny guest' {
+        $repo = Resolve-Path (Join-Path $PSScriptRoot '../..')
+        $kvmoc = if ($env:KVMOC_CLI) { $env:KVMOC_CLI } else { Join-Path $repo 'src/KvmOvercommit.Cli/bin/Release/net10.0/kvmoc.dll' }
+        $before = @(& ip netns list).Count
+        $plan = & dotnet $kvmoc experiment --network isolated --guest-count 2 --ksm-profile Aggressive --duration 10 --what-if
+        $LASTEXITCODE | Should -Be 0
+        ($plan -join "`n") | Should -Match 'What if: ip netns add kvmoc-net-'
+        ($plan -join "`n") | Should -Match 'ansible -m raw'
+        Invoke-OvercommitExperiment -GuestCount 2 -Network Isolated -KsmProfile Aggressive -Duration 00:00:10 -WhatIf | Should -BeNullOrEmpty
+        @(& ip netns list).Count | Should -Be $before
+        { Invoke-OvercommitExperiment -BaseImage (Join-Path $Work 'fleet.qcow2') -GuestCount 1 -Network Isolated -WhatIf -ErrorAction Stop } | Should -Throw -ErrorId 'ExperimentNetworkNeedsTinyGuest*'
+        { Invoke-OvercommitExperiment -GuestCount 2 -IoLoadPercent 50 -WhatIf -ErrorAction Stop } | Should -Throw -ErrorId 'ExperimentIoLoadNeedsNetwork*'
+        $plan = & dotnet $kvmoc experiment --network isolated --io-load-percent 50 --io-load RandomWrite --io-load-seconds 20 --guest-count 4 --what-if
+        ($plan -join "`n") | Should -Match 'start a RandomWrite load in 2 of 4 guest\(s\) \(50%\) through Ansible'
+    }
+}

@@ -65,6 +65,18 @@ public sealed class ExperimentOptions
     /// <summary>Where the run's journal is kept (default <see cref="HostJournal.DefaultDirectory"/>, /run/kvmovercommit/.journal).</summary>
     public string? JournalDirectory { get; set; }
 
+    /// <summary>None (no NIC), or Isolated: the fleet on a network namespace with a bridge and dnsmasq, reached with Ansible (see <see cref="ExperimentNetwork"/>).</summary>
+    public ExperimentNetworkMode Network { get; set; } = ExperimentNetworkMode.None;
+
+    /// <summary>With -Network Isolated: the share of the guests (percent, at least one guest when above 0) in which an I/O load is started through Ansible after they are reached; 0: none.</summary>
+    public int IoLoadPercent { get; set; }
+
+    /// <summary>The load: Write, Read or RandomWrite.</summary>
+    public ExperimentIoLoad IoLoad { get; set; } = ExperimentIoLoad.Write;
+
+    /// <summary>Seconds the load is sampled (guests and the device side by side).</summary>
+    public int IoLoadSeconds { get; set; } = 10;
+
     /// <summary>The per-profile duration when none is given.</summary>
     public static readonly TimeSpan DefaultDuration = TimeSpan.FromMinutes(2);
     /// <summary>The cap of an -UntilStable profile when no duration is given.</summary>

@@ -8,6 +8,11 @@ namespace KvmOvercommit.Engine.Experiment;
 [OutputObject]
 public sealed class ExperimentResult
 {
+    /// <summary>-Network Isolated: the blog's loop (namespace, lease file, inventory, per guest IPAddress, AnsibleReachable, SecondsToReachable); null otherwise.</summary>
+    public KvmOvercommit.Engine.Fleet.FleetReachResult? Fleet { get; set; }
+    /// <summary>-IoLoadPercent: the load on a fraction of the fleet (per guest IoLoaded, IopsIdle, IopsLoaded; the device's IOPS); null otherwise.</summary>
+    public ExperimentIoLoadResult? IoLoad { get; set; }
+
     /// <summary>The host the experiment ran on.</summary>
     public string HostName { get; set; } = "";
     /// <summary>The run id in the guest and overlay names.</summary>

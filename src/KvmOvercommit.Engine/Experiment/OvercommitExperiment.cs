@@ -1,3 +1,4 @@
+using KvmOvercommit.Engine.Fleet;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -60,6 +61,11 @@ public static class OvercommitExperiment
         if (id.Length == 0 || id.Any(c => !char.IsAsciiLetterOrDigit(c))) throw Bad("ExperimentInvalidRunId", $"The run id '{id}' must be letters and digits.", id);
         var stem = $"{o.NamePrefix}-{id}";
         bool createsBase = o.BaseImage is null, tiny = o.TinyGuest ?? createsBase;
+        if (o.IoLoadPercent is < 0 or > 100) throw Bad("ExperimentInvalidIoLoad", $"-IoLoadPercent {o.IoLoadPercent} must be from 0 to 100.", o.IoLoadPercent);
+        if (o.IoLoadPercent > 0 && o.Network != ExperimentNetworkMode.Isolated) throw Bad("ExperimentIoLoadNeedsNetwork", "-IoLoadPercent starts the load through Ansible, so it needs -Network Isolated.", o.IoLoadPercent);
+        if (o.IoLoadSeconds is < 1 or > 3600) throw Bad("ExperimentInvalidIoLoad", $"-IoLoadSeconds {o.IoLoadSeconds} must be from 1 to 3600.", o.IoLoadSeconds);
+        if (o.Network == ExperimentNetworkMode.Isolated && !tiny)
+            throw Bad("ExperimentNetworkNeedsTinyGuest", "-Network Isolated boots the fleet tiny guest (DHCP and SSH); it cannot be used with guests booted from -BaseImage without -TinyGuest.", o.BaseImage);
         string? baseImage = o.BaseImage is null ? null : Path.GetFullPath(o.BaseImage);
         if (baseImage is not null && FileKind.RequireFile(baseImage, "The base image", allowBlockDevice: true, directoryId: "BaseImageIsDirectory", notFileId: "BaseImageNotRegularFile") == PathKind.Missing)
             throw new KvmOcException(ErrorKind.NotFound, "BaseImageNotFound", $"The base image '{baseImage}' does not exist.", baseImage);
@@ -89,6 +95,8 @@ public static class OvercommitExperiment
             steps.Add($"profile {p}: unmerge every KSM page (run = 2, until pages_shared and pages_sharing are 0), set {TuningText(p)}, run = 1; sample every {o.Interval.TotalSeconds:0.##} s {profileTime}");
         steps.Add(o.KeepGuests ? "leave the guests running and their overlays in place (-KeepGuests)" : "stop the guests (QMP quit, SIGKILL if QEMU hangs) and delete the overlays" + (createsBase ? " and the base image" : "") + " the experiment created");
         steps.Add($"restore every KSM setting as found (run = {ksm.Run}, pages_to_scan = {ksm.PagesToScan}, sleep_millisecs = {ksm.SleepMilliseconds}" + (ksm.AdvisorMode is null ? "" : $", advisor_mode = {ksm.AdvisorMode}") + ")");
+        if (o.Network == ExperimentNetworkMode.Isolated) steps.InsertRange(steps.Count - 2, ExperimentNetwork.PlanSteps(work));
+        if (o.IoLoadPercent > 0) steps.Insert(steps.Count - 2, $"start a {o.IoLoad} load in {ExperimentIoLoadRunner.LoadedCount(o.GuestCount, o.IoLoadPercent)} of {o.GuestCount} guest(s) ({o.IoLoadPercent}%) through Ansible; sample every guest's IOPS and the overlays' disk for {o.IoLoadSeconds} s; stop it");
         if (o.ReportPath is not null) steps.Add($"write {ExperimentReportWriter.JsonFile}, {ExperimentReportWriter.CsvFile} and {ExperimentReportWriter.SvgFile} into {Path.GetFullPath(o.ReportPath)}");
         return new ExperimentPlan
         {
@@ -185,9 +193,14 @@ public static class OvercommitExperiment
         // Written before anything changes, updated before each guest, file and folder: kill -9 can be undone (-Recover).
         var journal = HostJournal.Begin(HostJournal.ExperimentKind, plan.RunId, o.JournalDirectory, snapshot);
         observer.Verbose($"Journal: {journal.JournalPath}");
+        ExperimentNetwork? network = null;
         try
         {
-            await SetUpAsync(plan, created, started, result, journal, observer, ct).ConfigureAwait(false);
+            network = await ExperimentNetwork.StartAsync(o.Network, plan.WorkDirectory, observer, ct).ConfigureAwait(false);
+            await SetUpAsync(plan, created, started, result, journal, observer, ct, network).ConfigureAwait(false);
+            if (network is not null) result.Fleet = await network.ReachAsync(started, o.ReadyTimeout, observer, ct).ConfigureAwait(false);
+            if (network is not null && result.Fleet is not null && o.IoLoadPercent > 0)
+                result.IoLoad = await ExperimentIoLoadRunner.RunAsync(network, result.Fleet, started, o.IoLoad, o.IoLoadPercent, o.IoLoadSeconds, plan.WorkDirectory, observer, ct).ConfigureAwait(false);
             for (int i = 0; i < o.Profiles.Length; i++)
             {
                 observer.Progress(new ProgressInfo(Activity, $"profile {o.Profiles[i]} ({i + 1} of {o.Profiles.Length})", 10 + 85 * i / o.Profiles.Length, ActivityId: MainActivity));
@@ -199,6 +212,7 @@ public static class OvercommitExperiment
             observer.Progress(new ProgressInfo(Activity, o.KeepGuests ? "restoring KSM" : "cleaning up: stopping guests, deleting overlays, restoring KSM", 96, ActivityId: MainActivity));
             var problems = new List<string>();
             if (!o.KeepGuests) await CleanUpAsync(plan, started, created, problems, observer).ConfigureAwait(false);
+            if (network is not null) await CleanUpNetworkAsync(network, result, plan, problems).ConfigureAwait(false);
             try
             {
                 var differences = snapshot.Restore(observer);
@@ -237,7 +251,29 @@ public static class OvercommitExperiment
         return result;
     }
 
-    static async Task SetUpAsync(ExperimentPlan plan, List<string> created, List<KvmGuest> started, ExperimentResult result, HostJournal journal, IOperationObserver observer, CancellationToken ct)
+    /// <summary>-Network Isolated: keeps the inventory for the report, then removes the namespace, bridge, taps and dnsmasq (with -KeepGuests the network stays, for the guests on it).</summary>
+    static async Task CleanUpNetworkAsync(ExperimentNetwork network, ExperimentResult result, ExperimentPlan plan, List<string> problems)
+    {
+        var o = plan.Options;
+        if (result.Fleet is { } fleet && o.ReportPath is not null && File.Exists(fleet.InventoryFile))
+        {
+            try
+            {
+                var dir = Path.GetFullPath(o.ReportPath);
+                Directory.CreateDirectory(dir);
+                var copy = Path.Combine(dir, "inventory.ini");
+                File.Copy(fleet.InventoryFile, copy, true);
+                fleet.InventoryFile = copy;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { problems.Add($"Could not keep the inventory: {e.Message}"); }
+        }
+        if (o.KeepGuests) { problems.Add($"-KeepGuests: the isolated network {network.Network.Namespace} stays for the guests on it (ip netns delete {network.Network.Namespace} removes it)."); return; }
+        try { await network.DisposeAsync().ConfigureAwait(false); }
+        catch (KvmOcException e) { problems.Add(e.Message); }
+        if (IsolatedNetwork.NamespaceExists(network.Network.Namespace)) problems.Add($"The network namespace {network.Network.Namespace} is still there.");
+    }
+
+    static async Task SetUpAsync(ExperimentPlan plan, List<string> created, List<KvmGuest> started, ExperimentResult result, HostJournal journal, IOperationObserver observer, CancellationToken ct, ExperimentNetwork? network = null)
     {
         var o = plan.Options;
         try
@@ -257,7 +293,7 @@ public static class OvercommitExperiment
         if (plan.TinyGuest)
         {
             observer.Progress(new ProgressInfo(Activity, "getting the tiny guest", 1, ActivityId: MainActivity));
-            tiny = await TinyGuest.GetAsync(null, observer, ct).ConfigureAwait(false);
+            tiny = await TinyGuest.GetAsync(network is null ? null : new TinyGuestOptions { Variant = TinyGuestVariant.Fleet }, observer, ct).ConfigureAwait(false);
         }
         if (plan.CreatesBaseImage)
         {
@@ -305,6 +341,7 @@ public static class OvercommitExperiment
                 start.Network = GuestNetwork.None;
                 start.NoVnc = true;
             }
+            network?.Apply(start, plan.GuestNames[i]);
             var launch = GuestLauncher.Plan(start, i == 0 ? observer : new QuietObserver(observer, warnings: false), o.Roots);
             // Auto under a /dev/kvm that opens but does not work: the launcher retries under TCG (with a warning);
             // the later guests then go straight to TCG.

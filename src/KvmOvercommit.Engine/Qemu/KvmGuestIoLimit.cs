@@ -59,7 +59,7 @@ public sealed class KvmGuestIoLimit
     public long BpsWriteMaxLength { get; set; }
     /// <summary>Bytes counted as one operation: a larger request counts as several (0: every request is one).</summary>
     public long IopsSize { get; set; }
-    /// <summary>The throttle group: drives in one group (of one guest or of several) share its limits; null when not throttled.</summary>
+    /// <summary>The throttle group: drives in one group (of one QEMU process) share its limits; null when not throttled.</summary>
     public string? Group { get; set; }
     /// <summary>When the limits were read (UTC).</summary>
     public DateTimeOffset Timestamp { get; set; }
@@ -108,7 +108,7 @@ public sealed class IoLimitChange
     public long? BpsWriteMaxLength { get; set; }
     /// <summary>New operation size for IOPS accounting (bytes).</summary>
     public long? IopsSize { get; set; }
-    /// <summary>The throttle group to put the drive in (shared with every drive, of any guest, in the same group).</summary>
+    /// <summary>The throttle group to put the drive in (shared with the guest's other drives in the same group; groups do not span QEMU processes).</summary>
     public string? Group { get; set; }
 
     /// <summary>True when nothing is asked for.</summary>

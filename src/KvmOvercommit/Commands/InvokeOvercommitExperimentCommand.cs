@@ -120,6 +120,24 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
     [Parameter(Mandatory = true, ParameterSetName = "Recover")]
     public SwitchParameter Recover { get; set; }
 
+    /// <summary>None (no NIC), or Isolated: the blog's fleet loop on a network namespace with a bridge and dnsmasq (the fleet tiny guest gets a lease under its name, the inventory is made from the lease file, Ansible reaches every guest over SSH inside the namespace); all removed at cleanup. Result.Fleet has per guest IPAddress, AnsibleReachable and SecondsToReachable; -ReportPath gets inventory.ini.</summary>
+    [Parameter]
+    public Engine.Experiment.ExperimentNetworkMode Network { get; set; } = Engine.Experiment.ExperimentNetworkMode.None;
+
+    /// <summary>With -Network Isolated: the share of the guests (percent) in which an I/O load is started through Ansible once they are reached; Result.IoLoad gives per guest IoLoaded, IopsIdle, IopsLoaded and the overlays' disk IOPS.</summary>
+    [Parameter]
+    [ValidateRange(0, 100)]
+    public int IoLoadPercent { get; set; }
+
+    /// <summary>The load -IoLoadPercent starts: Write, Read or RandomWrite (4 KiB O_DIRECT dd loops on the guest's disk).</summary>
+    [Parameter]
+    public Engine.Experiment.ExperimentIoLoad IoLoad { get; set; } = Engine.Experiment.ExperimentIoLoad.Write;
+
+    /// <summary>Seconds the load is sampled (default 10).</summary>
+    [Parameter]
+    [ValidateRange(1, 3600)]
+    public int IoLoadSeconds { get; set; } = 10;
+
     /// <inheritdoc />
     protected override bool WaitForWorkOnStop => true;
 
@@ -158,6 +176,10 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
             FillMiB = FillMiB,
             Accelerator = Accelerator,
             RunDirectory = RunDirectory is null ? null : ResolvePath(RunDirectory),
+            Network = Network,
+            IoLoadPercent = IoLoadPercent,
+            IoLoad = IoLoad,
+            IoLoadSeconds = IoLoadSeconds,
         };
         ExperimentPlan? plan = null;
         Invoke(() => plan = OvercommitExperiment.Plan(options, SyncObserver), terminating: true);

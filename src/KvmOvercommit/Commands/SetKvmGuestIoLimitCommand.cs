@@ -10,7 +10,8 @@ namespace KvmOvercommit.Commands;
 /// reads the limits back. Only the limits given change; 0 removes a limit (and its burst). A total limit (-Iops, -Bps)
 /// replaces the read/write limits of its kind and the other way round, since QEMU refuses both at once. A burst
 /// (-IopsMax …) allows that rate for -IopsMaxLength seconds and needs its limit. -Group puts the drive in a throttle
-/// group: every drive in the group (of this guest or of others) shares one set of limits, and setting limits on one
+/// group: every drive in the group shares one set of limits (QEMU's groups live in one QEMU process, so they span one
+/// guest's drives, not several guests), and setting limits on one
 /// member changes them for all. -PassThru returns the limits as they were before, so they can be piped back to
 /// restore them. -WhatIf reads the current limits and changes nothing.
 /// </remarks>
@@ -24,7 +25,7 @@ namespace KvmOvercommit.Commands;
 /// </example>
 /// <example>
 /// <code>Get-KvmGuest 'web*' | Set-KvmGuestIoLimit -Iops 500 -Group web -WhatIf</code>
-/// <para>Shows how the web guests would share 500 IOPS in one throttle group.</para>
+/// <para>Shows the limit each web guest would get: 500 IOPS shared by all its drives (throttle group web).</para>
 /// </example>
 [Cmdlet(VerbsCommon.Set, "KvmGuestIoLimit", SupportsShouldProcess = true)]
 [OutputType(typeof(KvmGuestIoLimit))]
@@ -87,7 +88,7 @@ public sealed class SetKvmGuestIoLimitCommand : KvmCmdlet
     /// <summary>Bytes counted as one operation for the IOPS limits (a larger request counts as several); 0: each request is one.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)] [ValidateRange(0, long.MaxValue)] public long? IopsSize { get; set; }
 
-    /// <summary>The throttle group: drives in one group, of one guest or of several, share its limits.</summary>
+    /// <summary>The throttle group: the guest's drives in one group share its limits (a group lives in one QEMU process).</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [AllowNull, AllowEmptyString]
     public string? Group { get; set; }

@@ -89,7 +89,7 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     [Parameter]
     public GuestNetwork Network { get; set; } = GuestNetwork.User;
 
-    /// <summary>The bridge for -Network Tap (uses qemu-bridge-helper).</summary>
+    /// <summary>The bridge for -Network Tap: on a Linux bridge (or any bridge with -NetworkNamespace) or an Open vSwitch bridge, QEMU creates a tap that an ifup script in the run directory puts on the bridge (it goes away with QEMU); any other name goes to qemu-bridge-helper.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
     public string? Bridge { get; set; }
@@ -144,6 +144,16 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     [Parameter]
     [ValidateRange(0, long.MaxValue)]
     public long? BpsLimit { get; set; }
+
+    /// <summary>Run QEMU inside this network namespace (ip netns exec NS qemu …): with -Network Tap -Bridge, the tap and the bridge are the namespace's (an isolated network with its own DHCP server, as the experiment's -Network Isolated makes).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? NetworkNamespace { get; set; }
+
+    /// <summary>The disk's cache mode (QEMU -drive cache=): none (O_DIRECT on the host: the guest's I/O reaches the device), writeback (QEMU's default), writethrough, directsync or unsafe.</summary>
+    [Parameter]
+    [ValidateSet("none", "writeback", "writethrough", "directsync", "unsafe")]
+    public string? DiskCache { get; set; }
 
     /// <summary>Return the started guest.</summary>
     [Parameter]
@@ -205,6 +215,8 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
             StartTimeout = TimeSpan.FromSeconds(TimeoutSeconds),
             IopsLimit = IopsLimit,
             BpsLimit = BpsLimit,
+            NetworkNamespace = NetworkNamespace,
+            DiskCache = DiskCache,
         };
         options.MemoryMerge = MemoryMerge;
         options.FreePageReporting = MyInvocation.BoundParameters.ContainsKey(nameof(FreePageReporting)) ? FreePageReporting.IsPresent : null;

@@ -81,7 +81,7 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
         S.Run("Get-KsmStat | Set-KsmTuning -WhatIf; Set-KsmTuning -Profile Aggressive -Run Merge -WhatIf; Set-KsmTuning -MaxPageSharing 1024 -Force -WhatIf; Invoke-KsmAutoTune -Duration 5 -WhatIf").Ok();
         S.Run($"$tiny = Get-KvmTinyGuest; Invoke-OvercommitExperiment -TinyGuest -GuestCount 2 -Duration 00:01:00 -WorkDirectory . -WhatIf | Out-Null; New-QcowOverlay runspace-w.qcow2 -BackingPath base.raw -WhatIf | Start-KvmGuest {Guest} -WhatIf").Ok();
         SameKsm(before, "-WhatIf");
-        Assert.Empty(Qemus().Except(qemus));
+        NoQemuLeft(qemus, "-WhatIf/-Confirm");
         Assert.Equal(files, Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Length);
 
         var host = new AnswerNoHost();
@@ -92,7 +92,7 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
         confirm.Run($"$tiny = Get-KvmTinyGuest; New-QcowOverlay runspace-c.qcow2 -BackingPath base.raw -Confirm; Start-KvmGuest -DiskPath base.raw -Name runspace-c {Guest} -Confirm; Invoke-OvercommitExperiment -TinyGuest -GuestCount 1 -Duration 00:01:00 -WorkDirectory . -Confirm").Ok();
         Assert.True(host.Prompts >= 6, $"{host.Prompts} prompts");
         SameKsm(before, "-Confirm answered No");
-        Assert.Empty(Qemus().Except(qemus));
+        NoQemuLeft(qemus, "-WhatIf/-Confirm");
         Assert.Equal(files, Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Length);
     }
 
@@ -229,10 +229,25 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
         }
     }
 
-    static HashSet<int> Qemus() => Directory.GetDirectories("/proc").Select(Path.GetFileName)
+    /// <summary>Running QEMUs of this test (their disks and run folders are under its temporary folder; other
+    /// helpers' or users' guests on the machine are not counted).</summary>
+    HashSet<int> Qemus() => Directory.GetDirectories("/proc").Select(Path.GetFileName)
         .Where(n => int.TryParse(n, out _)).Select(int.Parse)
-        .Where(p => { try { return File.ReadAllText($"/proc/{p}/cmdline").Contains("qemu-system") && !Gone(p); } catch (IOException) { return false; } catch (UnauthorizedAccessException) { return false; } })
+        .Where(p =>
+        {
+            try { var c = File.ReadAllText($"/proc/{p}/cmdline"); return c.Contains("qemu-system") && c.Contains(_dir) && !Gone(p); }
+            catch (IOException) { return false; }
+            catch (UnauthorizedAccessException) { return false; }
+        })
         .ToHashSet();
+
+    void NoQemuLeft(HashSet<int> before, string what)
+    {
+        // A QEMU told to quit takes a moment to exit.
+        SpinWait.SpinUntil(() => !Qemus().Except(before).Any(), TimeSpan.FromSeconds(5));
+        var left = Qemus().Except(before).Select(p => $"{p}: {File.ReadAllText($"/proc/{p}/cmdline").Replace('\0', ' ')}").ToList();
+        Assert.True(left.Count == 0, $"{what} left QEMU running:\n" + string.Join("\n", left));
+    }
 
     [Fact]
     public void ExperimentRunsAndCtrlCCleansUp()
@@ -243,14 +258,14 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
         var qemusBefore = Qemus();
         try
         {
-            var args = $"-TinyGuest -GuestCount 1 -MemoryMB 128 -Accelerator Tcg -KsmProfile Aggressive -IntervalSeconds 1 -WorkDirectory '{work}'";
+            var args = $"-TinyGuest -GuestCount 1 -MemoryMB 128 -Accelerator Tcg -KsmProfile Aggressive -IntervalSeconds 1 -WorkDirectory '{work}' -RunDirectory '{Path.Combine(_dir, "run")}'";
             S.Run($"$x = Invoke-OvercommitExperiment {args} -Duration 00:00:03", timeout: TimeSpan.FromMinutes(4)).Ok();
             ViewTests.CheckViews(S, "$x");
             ViewTests.CheckViews(S, "$x.Profiles");
             ViewTests.CheckViews(S, "$x.Profiles.Guests");
             ViewTests.CheckViews(S, "$x.Profiles.Samples");
             SameKsm(before, "the experiment");
-            Assert.Empty(Qemus().Except(qemusBefore));
+            NoQemuLeft(qemusBefore, "the experiment");
             Assert.Empty(Directory.GetFiles(work, "*", SearchOption.AllDirectories));
 
             // Ctrl+C once the guest runs: Stop() returns once the cleanup is done, and the host is as before.
@@ -259,7 +274,7 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
             Assert.True(took < TimeSpan.FromSeconds(30), $"Stop() took {took}");
             Assert.Equal(PSInvocationState.Stopped, state);
             SameKsm(before, "the stopped experiment");
-            Assert.Empty(Qemus().Except(qemusBefore));
+            NoQemuLeft(qemusBefore, "the stopped experiment");
             Assert.Empty(Directory.GetFiles(work, "*", SearchOption.AllDirectories));
         }
         finally

@@ -338,6 +338,56 @@ public sealed class HostileCliTests : IDisposable
         Assert.Equal("QEMU's -device stays", text.Rewrite("QEMU's -device stays"));
     }
 
+    [Theory]
+    [InlineData(double.NaN)]
+    [InlineData(double.PositiveInfinity)]
+    [InlineData(double.NegativeInfinity)]
+    [InlineData(0.0)]
+    [InlineData(-1.0)]
+    [InlineData(double.MaxValue)]
+    [InlineData(double.MinValue)]
+    [InlineData(1e300)]
+    [InlineData(366 * 86400.0)]
+    public void Validation_refuses_hostile_seconds_with_its_own_ids(double seconds)
+    {
+        Assert.Equal("InvalidDuration", Assert.Throws<KvmOcException>(() => Validation.DurationSeconds(seconds)).ErrorId);
+        Assert.Equal("InvalidInterval", Assert.Throws<KvmOcException>(() => Validation.IntervalSeconds(seconds)).ErrorId);
+        if (seconds is not 0.0) Assert.Equal("InvalidStagger", Assert.Throws<KvmOcException>(() => Validation.StaggerSeconds(seconds)).ErrorId);
+        Assert.All(new[] { ErrorKind.InvalidArgument }, k => Assert.Equal(k, Assert.Throws<KvmOcException>(() => Validation.DurationSeconds(seconds)).Kind));
+    }
+
+    [Fact]
+    public void Validation_accepts_the_documented_ranges()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(1.5), Validation.StaggerSeconds(1.5));
+        Assert.Equal(TimeSpan.Zero, Validation.StaggerSeconds(0));
+        Assert.Equal(TimeSpan.FromMilliseconds(10), Validation.IntervalSeconds(0.01));
+        Assert.Equal(TimeSpan.FromDays(365), Validation.DurationSeconds(365 * 86400.0));
+        Assert.Equal(TimeSpan.FromMinutes(5), Validation.ParseDuration("00:05:00"));
+        Assert.Null(Validation.Duration(null));
+        Assert.Null(Validation.Count(null));
+        Assert.Equal("InvalidCount", Assert.Throws<KvmOcException>(() => Validation.Count(0)).ErrorId);
+        Assert.Equal("InvalidTimeout", Assert.Throws<KvmOcException>(() => Validation.TimeoutSeconds(0)).ErrorId);
+        Assert.Equal("InvalidTimeout", Assert.Throws<KvmOcException>(() => Validation.TimeoutSeconds(3601)).ErrorId);
+        Assert.Equal("InvalidStableSamples", Assert.Throws<KvmOcException>(() => Validation.StableSamples(1001)).ErrorId);
+        Assert.Equal("CountWithContinuous", Assert.Throws<KvmOcException>(() => Validation.CountOrContinuous(true, true)).ErrorId);
+        Validation.CountOrContinuous(true, false);
+        // the engine operations apply the same rules to their options
+        Assert.Equal("InvalidDuration", Assert.Throws<KvmOcException>(() => KsmWatcher.Validate(new KsmWatchOptions { Duration = TimeSpan.Zero })).ErrorId);
+        Assert.Equal("InvalidDuration", Assert.Throws<KvmOcException>(() => KvmOvercommit.Engine.Ksm.AutoTune.KsmAutoTuner.Describe(new() { Duration = TimeSpan.FromSeconds(-1) })).ErrorId);
+    }
+
+    [Fact]
+    public void Qcow_size_limits_never_overflow()
+    {
+        foreach (int cs in new[] { 4096, 65536, 2 * 1024 * 1024 })
+        {
+            long max = KvmOvercommit.Engine.Qcow.QcowOverlayWriter.MaxVirtualSize(cs);
+            Assert.True(max > 0 && max % 512 == 0, $"{cs}: {max}");
+        }
+        Assert.Equal(8L << 40, KvmOvercommit.Engine.Qcow.QcowOverlayWriter.MaxVirtualSize(4096));
+    }
+
     [Fact]
     public void Typo_suggestions_are_one_or_two_letters_away()
     {

@@ -25,7 +25,7 @@ public static class IopsCapacityCli
         {
             var r = await DeviceIopsCapacityProbe.MeasureAsync(new DeviceIopsCapacityOptions
             {
-                Path = parse.GetValue(path) ?? ".", Duration = TimeSpan.FromSeconds(parse.GetValue(duration)), FileSizeBytes = parse.GetValue(size) * Engine.Units.MiB,
+                Path = parse.GetValue(path) ?? ".", Duration = Engine.Validation.DurationSeconds(parse.GetValue(duration), "-DurationSeconds"), FileSizeBytes = parse.GetValue(size) * Engine.Units.MiB,
                 ReadPercent = parse.GetValue(read), BlockSizeBytes = parse.GetValue(bs), IoDepth = parse.GetValue(depth),
             }, run, ct).ConfigureAwait(false);
             run.WriteResults(new[] { r }, Columns);

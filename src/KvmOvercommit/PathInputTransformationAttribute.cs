@@ -23,6 +23,10 @@ public sealed class PathInputTransformationAttribute : ArgumentTransformationAtt
                 return inputData;
             case FileSystemInfo f:
                 return f.FullName;
+            case PathInfo pi:
+                return pi.ProviderPath; // Resolve-Path, Get-Location
+            case var own when OwnPath(inputData) is { } path:
+                return path; // this module's own objects (a QcowImage from New-QcowOverlay), also Deserialized
             case IEnumerable e:
                 var list = new List<string>();
                 foreach (var item in e)
@@ -35,5 +39,13 @@ public sealed class PathInputTransformationAttribute : ArgumentTransformationAtt
                 throw new ArgumentTransformationMetadataException(
                     $"A path must be a string or a file, not a {value.GetType().FullName} ('{value}'). Pipe file names or Get-ChildItem output, or pass the path property (e.g. -Path $x.Path).");
         }
+    }
+
+    /// <summary>The Path of one of this module's objects (its type, or its Deserialized type, is KvmOvercommit.*), else null.</summary>
+    static string? OwnPath(object? input)
+    {
+        var pso = input as PSObject ?? (input is null ? null : PSObject.AsPSObject(input));
+        if (pso is null || !pso.TypeNames.Any(t => t.StartsWith("KvmOvercommit.", StringComparison.Ordinal) || t.StartsWith("Deserialized.KvmOvercommit.", StringComparison.Ordinal))) return null;
+        return pso.Properties["Path"]?.Value as string;
     }
 }

@@ -28,7 +28,7 @@ public class CommandTests(SessionFixture fx) : IClassFixture<SessionFixture>
     public void EveryCmdletHasAnApprovedVerbAPrefixedNounAnOutputTypeWithAViewAndShouldProcessWhereItChangesTheHost()
     {
         var approved = S.Run("(Get-Verb).Verb").Ok().Output.Select(o => o.ToString()).ToHashSet(StringComparer.Ordinal);
-        var builtIn = S.Run("Get-Command -Module Microsoft.PowerShell.* | ForEach-Object Noun").Ok().Output.Select(o => o.ToString()).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        var builtIn = S.Run("Get-Command -Module Microsoft.PowerShell.* | ForEach-Object Noun").Ok().Output.Where(o => o is not null).Select(o => o.ToString()).ToHashSet(StringComparer.OrdinalIgnoreCase);
         var viewed = S.Run("(Get-FormatData -TypeName 'KvmOvercommit.*', 'Deserialized.KvmOvercommit.*').TypeNames").Ok().Output.Select(o => o.ToString()).ToHashSet();
         var problems = new List<string>();
         var cmdlets = Cmdlets();
@@ -94,7 +94,7 @@ public class CommandTests(SessionFixture fx) : IClassFixture<SessionFixture>
             foreach (var (code, i) in examples.Select((x, i) => (x, i + 1)))
             {
                 // Not run here: an elided example (…), remote hosts (-HostName), files, guests or QEMU processes this host lacks.
-                if (new[] { "…", "-HostName", "-Path", "./", "qemu", "kvm", "web", "win7" }.Any(x => code.Contains(x, StringComparison.OrdinalIgnoreCase) && !code.StartsWith("Get-KvmGuest", StringComparison.Ordinal))) continue;
+                if (new[] { "…", "-HostName", "-Path", "./", "qemu", "kvm", "web", "win7", "tiny1" }.Any(x => code.Contains(x, StringComparison.OrdinalIgnoreCase) && !code.StartsWith("Get-KvmGuest", StringComparison.Ordinal))) continue;
                 var r = S.Run(code + " | Out-String -Width 120");
                 foreach (var e in r.AllErrors) problems.Add($"{name}: example {i} `{code}`: {e.FullyQualifiedErrorId}: {e}");
             }

@@ -78,7 +78,7 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
         var before = KsmKnobs();
         var qemus = Qemus();
         var files = Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Length;
-        S.Run("Get-KsmStat | Set-KsmTuning -WhatIf; Set-KsmTuning -Profile Aggressive -Run Merge -WhatIf; Set-KsmTuning -MaxPageSharing 1024 -Force -WhatIf; Invoke-KsmAutoTune -Duration 5 -WhatIf").Ok();
+        S.Run("Get-KsmStat | Set-KsmTuning -WhatIf; Set-KsmTuning -Profile Aggressive -Run Merge -WhatIf; Set-KsmTuning -MaxPageSharing 1024 -Force -WhatIf; Invoke-KsmAutoTune -Duration 5 -WhatIf; Invoke-KvmMemoryBalancer -Duration 1 -WhatIf | Out-Null").Ok();
         S.Run($"$tiny = Get-KvmTinyGuest; Invoke-OvercommitExperiment -TinyGuest -GuestCount 2 -Duration 00:01:00 -WorkDirectory . -WhatIf | Out-Null; New-QcowOverlay runspace-w.qcow2 -BackingPath base.raw -WhatIf | Start-KvmGuest {Guest} -WhatIf").Ok();
         SameKsm(before, "-WhatIf");
         NoQemuLeft(qemus, "-WhatIf/-Confirm");
@@ -89,15 +89,15 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
         var r = confirm.Run("Set-Location -LiteralPath $args[0]; $run = $args[1]; Set-KsmTuning -PagesToScan 1234 -Confirm; Set-KsmTuning -Profile Aggressive -Confirm; Invoke-KsmAutoTune -Duration 5 -Confirm", [_dir, Path.Combine(_dir, "run")]);
         r.Ok();
         Assert.Equal(3, host.Prompts);
-        confirm.Run($"$tiny = Get-KvmTinyGuest; New-QcowOverlay runspace-c.qcow2 -BackingPath base.raw -Confirm; Start-KvmGuest -DiskPath base.raw -Name runspace-c {Guest} -Confirm; Invoke-OvercommitExperiment -TinyGuest -GuestCount 1 -Duration 00:01:00 -WorkDirectory . -Confirm").Ok();
-        Assert.True(host.Prompts >= 6, $"{host.Prompts} prompts");
+        confirm.Run($"$tiny = Get-KvmTinyGuest; New-QcowOverlay runspace-c.qcow2 -BackingPath base.raw -Confirm; Start-KvmGuest -DiskPath base.raw -Name runspace-c {Guest} -Confirm; Invoke-OvercommitExperiment -TinyGuest -GuestCount 1 -Duration 00:01:00 -WorkDirectory . -Confirm; Invoke-KvmMemoryBalancer -Duration 1 -Confirm").Ok();
+        Assert.True(host.Prompts >= 7, $"{host.Prompts} prompts");
         SameKsm(before, "-Confirm answered No");
         NoQemuLeft(qemus, "-WhatIf/-Confirm");
         Assert.Equal(files, Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Length);
     }
 
     /// <summary>The cmdlets whose -WhatIf and -Confirm the tests above exercise: a new ShouldProcess cmdlet must join them.</summary>
-    static readonly HashSet<string> ShouldProcessCovered = ["Invoke-KsmAutoTune", "Invoke-OvercommitExperiment", "New-QcowOverlay", "Set-KsmTuning", "Set-KvmGuestMemory", "Start-KvmGuest", "Stop-KvmGuest"];
+    static readonly HashSet<string> ShouldProcessCovered = ["Invoke-KsmAutoTune", "Invoke-KvmMemoryBalancer", "Set-KvmGuestIoLimit", "Invoke-OvercommitExperiment", "New-QcowOverlay", "Set-KsmTuning", "Set-KvmGuestMemory", "Start-KvmGuest", "Stop-KvmGuest"];
 
     [Fact]
     public void EveryShouldProcessCmdletHasItsWhatIfAndConfirmTested()
@@ -182,11 +182,12 @@ public sealed class HostTests : IClassFixture<SessionFixture>, IDisposable
 
             // -WhatIf and -Confirm (answered No) leave the guest running with its memory.
             var memory = S.Run("(Get-KvmGuestMemory -Name runspace-g1).ActualMB").Ok().Output.Single().ToString();
-            S.Run("Get-KvmGuest -Name runspace-g1 | Stop-KvmGuest -WhatIf; Get-KvmGuest -Name runspace-g1 | Set-KvmGuestMemory -TargetMB 64 -WhatIf; Stop-KvmGuest -Name runspace-g1 -TurnOff -WhatIf").Ok();
+            S.Run("Get-KvmGuest -Name runspace-g1 | Stop-KvmGuest -WhatIf; Get-KvmGuest -Name runspace-g1 | Set-KvmGuestMemory -TargetMB 64 -WhatIf; Stop-KvmGuest -Name runspace-g1 -TurnOff -WhatIf; Set-KvmGuestIoLimit -Name runspace-g1 -Iops 100 -WhatIf").Ok();
             var host = new AnswerNoHost();
             using (var confirm = new PwshSession(host))
-                confirm.Run("Stop-KvmGuest -Name runspace-g1 -Confirm; Set-KvmGuestMemory -Name runspace-g1 -TargetMB 64 -Confirm; Get-KvmGuest -Name runspace-g1 | Stop-KvmGuest -TurnOff -Confirm").Ok();
-            Assert.Equal(3, host.Prompts);
+                confirm.Run("Stop-KvmGuest -Name runspace-g1 -Confirm; Set-KvmGuestMemory -Name runspace-g1 -TargetMB 64 -Confirm; Get-KvmGuest -Name runspace-g1 | Stop-KvmGuest -TurnOff -Confirm; Set-KvmGuestIoLimit -Name runspace-g1 -Iops 100 -Confirm").Ok();
+            Assert.Equal(4, host.Prompts);
+            Assert.Empty(S.Run("Get-KvmGuestIoLimit -Name runspace-g1 | Where-Object Iops -gt 0").Ok().Output);
             Assert.False(Gone(pid), "-WhatIf/-Confirm stopped the guest");
             Assert.Equal(memory, S.Run("(Get-KvmGuestMemory -Name runspace-g1).ActualMB").Ok().Output.Single().ToString());
 

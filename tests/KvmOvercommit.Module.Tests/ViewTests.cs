@@ -44,6 +44,12 @@ public class ViewTests(SessionFixture fx) : IClassFixture<SessionFixture>
         ["KvmOvercommit.Engine.Experiment.ExperimentProfileResult"] = "host: HostTests.ExperimentRunsAndCtrlCCleansUp",
         ["KvmOvercommit.Engine.Experiment.ExperimentGuestResult"] = "host: HostTests.ExperimentRunsAndCtrlCCleansUp",
         ["KvmOvercommit.Engine.Experiment.ExperimentSample"] = "host: HostTests.ExperimentRunsAndCtrlCCleansUp",
+        ["KvmOvercommit.Engine.Io.DeviceIopsCapacity"] = "Measure-DeviceIopsCapacity -Path ([IO.Path]::GetTempPath()) -DurationSeconds 1 -FileSizeMB 16",
+        ["KvmOvercommit.Engine.Memory.KvmMemoryBalancerResult"] = "Invoke-KvmMemoryBalancer -Duration 1 -LeaveBalloons -WhatIf",
+        ["KvmOvercommit.Engine.Memory.KvmMemoryBalancerDecision"] = "host: tests/acceptance/Memory.Tests.ps1 (two tiny guests)",
+        ["KvmOvercommit.Engine.Memory.KvmMemoryBalancerGuest"] = "host: tests/acceptance/Memory.Tests.ps1 (two tiny guests)",
+        ["KvmOvercommit.Engine.Qemu.KvmGuestIoLimit"] = "host: tests/acceptance/Iops.Tests.ps1 (a tiny guest)",
+        ["KvmOvercommit.Engine.Experiment.HostJournal"] = "host: tests/acceptance/HostileCmdlets.Tests.ps1 (-Recover of a dead run)",
     };
 
     [Fact]

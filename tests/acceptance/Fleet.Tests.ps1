@@ -128,7 +128,10 @@ Describe 'ConvertTo-AnsibleInventory' {
         $file = Join-Path $script:work 'inventory.ini'
         Get-DnsmasqLease -Path $script:leaseFile -WarningAction SilentlyContinue |
             ConvertTo-AnsibleInventory -GroupBy '^(?<group>[a-z0-9]+)-' -User admin | Set-Content -LiteralPath $file
-        $list = ansible-inventory -i $file --list | ConvertFrom-Json
+        $errFile = Join-Path $script:work 'ansible-inventory.err'
+        $json = ansible-inventory -i $file --list 2> $errFile
+        $LASTEXITCODE | Should -Be 0 -Because (Get-Content -LiteralPath $errFile -Raw)
+        $list = ($json -join "`n") | ConvertFrom-Json
         $list.win7.hosts | Should -Be @('win7-01', 'win7-02')
         $list._meta.hostvars.'win7-02'.ansible_user | Should -Be 'admin'
     }

@@ -496,6 +496,7 @@ public static class GuestLauncher
         catch (Exception e)
         {
             if (pid is { } p) Kill(roots, p);
+            else if (e is OperationCanceledException || e is KvmOcException { Kind: ErrorKind.Timeout }) KillOrphans(roots, plan);
             RemoveRunDirectory(plan.RunDirectory);
             if (e is KvmOcException or OperationCanceledException) throw;
             throw KvmOcException.FromIo(e, "GuestStartFailed", $"Starting guest '{plan.Name}' failed", plan.Name);
@@ -631,6 +632,24 @@ public static class GuestLauncher
             info.Delete(recursive: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
+    /// <summary>
+    /// A start cancelled (Ctrl+C) or timed out while QEMU was still daemonizing: the parent is gone, but its child may
+    /// run on before its pid file exists. Find it by this guest's QMP socket (unique to the run directory) for up to
+    /// 2 s and kill it, so a failed start leaves nothing running.
+    /// </summary>
+    static void KillOrphans(HostRoots roots, GuestLaunchPlan plan)
+    {
+        var scanner = new QemuProcessScanner(roots);
+        for (int i = 0; i < 20; i++)
+        {
+            if (ReadPid(plan.PidFile) is { } fromFile) { Kill(roots, fromFile); return; }
+            var mine = scanner.FindQemuPids().Where(p => scanner.Read(p)?.QmpSocket == plan.QmpSocket).ToList();
+            foreach (var p in mine) Kill(roots, p);
+            if (mine.Count > 0) return;
+            Thread.Sleep(100);
+        }
     }
 
     internal static void Kill(HostRoots roots, int pid)

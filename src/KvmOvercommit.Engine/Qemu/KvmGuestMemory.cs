@@ -96,6 +96,9 @@ public static class BalloonStatistics
         {
             long interval = (await qmp.ExecuteAsync("qom-get", new System.Text.Json.Nodes.JsonObject { ["path"] = path, ["property"] = "guest-stats-polling-interval" }, ct).ConfigureAwait(false)).GetInt64();
             bool turnedOn = false;
+            // The guest sends one report when its driver starts, before anything asks: a report from before polling
+            // was turned on can be minutes old (the tiny guest's is from before its fill), so wait for a newer one.
+            var turnedOnAt = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.ToUnixTimeSeconds());
             if (interval == 0 && pollingSeconds > 0)
             {
                 observer.Verbose($"QMP {qmp.SocketPath}: qom-set {path} guest-stats-polling-interval {pollingSeconds}");
@@ -108,7 +111,7 @@ public static class BalloonStatistics
             {
                 var stats = await qmp.ExecuteAsync("qom-get", new System.Text.Json.Nodes.JsonObject { ["path"] = path, ["property"] = "guest-stats" }, ct).ConfigureAwait(false);
                 Apply(stats, m, interval);
-                if (m.StatsLastUpdate is not null || DateTime.UtcNow >= deadline) break;
+                if (m.StatsLastUpdate is { } at && (!turnedOn || at >= turnedOnAt) || DateTime.UtcNow >= deadline) break;
                 await Task.Delay(200, ct).ConfigureAwait(false);
             }
         }

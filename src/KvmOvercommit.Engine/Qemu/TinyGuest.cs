@@ -108,7 +108,9 @@ public static class TinyGuest
             {
                 observer.Progress(new ProgressInfo("Tiny guest", "Writing the initramfs"));
                 BuildInitramfs(initrd, busybox, modulesDir);
-                foreach (var old in Directory.GetFiles(dir, "initrd-*.cpio").Where(f => f != initrd)) File.Delete(old);
+                // Other initramfs versions (another checkout's init script) may be in use by a test or an experiment
+                // starting guests right now: only those untouched for a day are removed.
+                foreach (var old in Directory.GetFiles(dir, "initrd-*.cpio").Where(f => f != initrd && File.GetLastWriteTimeUtc(f) < DateTime.UtcNow.AddDays(-1))) File.Delete(old);
                 built = true;
             }
         }

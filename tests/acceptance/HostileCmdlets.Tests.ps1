@@ -245,17 +245,7 @@ Describe 'Hostile input: cmdlets — broken chains, KSM and experiment arguments
     }
 
     It 'Ctrl+C (a pipeline stop) during Invoke-KsmAutoTune keeps the Stopped result and leaves the low rate' -Tag 'HostLock' {
-        # It changes KSM: hold the machine-wide host lock the xunit host tests use (flock on /tmp/kvmoc-host-tests.lock).
-        if (-not ('KvmocHostile.HostLock' -as [type])) {
-            Add-Type -Namespace KvmocHostile -Name HostLock -MemberDefinition @'
-[System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] public static extern int open(string path, int flags, int mode);
-[System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] public static extern int flock(int fd, int op);
-[System.Runtime.InteropServices.DllImport("libc")] public static extern int close(int fd);
-'@
-        }
-        $lockFd = [KvmocHostile.HostLock]::open('/tmp/kvmoc-host-tests.lock', 0x42 -bor 0x80000, 0x1B6)
-        $lockFd | Should -BeGreaterOrEqual 0
-        [KvmocHostile.HostLock]::flock($lockFd, 2) | Should -Be 0
+        # It changes KSM: the whole Pester suite runs under the machine-wide host lock (build.ps1 starts it under flock).
         $saved = Get-KsmStat
         $rs = New-CaseRunspace
         $ps = [powershell]::Create()
@@ -276,8 +266,6 @@ Describe 'Hostile input: cmdlets — broken chains, KSM and experiment arguments
         finally {
             $ps.Dispose(); $rs.Dispose()
             $saved | Set-KsmTuning -Force
-            $null = [KvmocHostile.HostLock]::flock($lockFd, 8)
-            $null = [KvmocHostile.HostLock]::close($lockFd)
         }
     }
 

@@ -51,6 +51,18 @@ BeforeAll {
         '$r.Decisions | Format-Table' = 'needs $r of the 10-minute run above'
         'Get-ChildItem /srv/dhcp/*.leases | Get-DnsmasqLease' = '/srv/dhcp is a folder of the author''s host'
         'ansible -i inventory.ini win7 -m ping' = 'the win7 guests of the inventory are not on a test host'
+        "`$old = Set-KvmGuestIoLimit web1 -Iops 200 -IopsMax 2000 -IopsMaxLength 10 -PassThru" = 'needs the guest web1 of a real host (Iops.Tests sets, reads back and restores a tiny guest''s limits)'
+        '$old | Set-KvmGuestIoLimit' = 'needs $old from web1 above'
+        "`$r = Invoke-KvmMemoryBalancer -Name 'memory-bal*' -Duration 30 -IntervalSeconds 1 -HostTargetPercent 1 -MinimumMB 100 -Verbose" = 'balances two guests named memory-bal* for 30 s (Memory.Tests runs exactly this on two tiny guests)'
+        'Measure-DeviceIopsCapacity /var/lib/libvirt/images | Get-OvercommitReport' = '/var/lib/libvirt/images is a libvirt host''s folder (Iops.Tests probes a temporary folder)'
+        '$t = Get-KvmTinyGuest -Variant Fleet' = 'the fleet guest for the lines below, which need the namespace lab (FleetNetworkHostTests builds one)'
+        "`$key = (Get-Content ~/.ssh/id_ed25519.pub -Raw).Trim() -replace ' ', ','" = 'needs root''s SSH key'
+        @'
+Start-KvmGuest -Name web1 -DiskPath web1.qcow2 -Kernel $t.Kernel -Initrd $t.Initrd -KernelArguments "kvmoc.name=web1 kvmoc.sshkey=$key" `
+    -Network Tap -Bridge kvbr0 -NetworkNamespace lab -DiskCache none
+'@.TrimEnd("`n") = 'needs the network namespace lab with the bridge kvbr0 (FleetNetworkHostTests makes one)'
+        'Get-DnsmasqLease -Path /srv/lab/dnsmasq.leases | ConvertTo-AnsibleInventory -User root | Set-Content inventory.ini' = 'the lease file of the lab network above'
+        'ip netns exec lab ansible -i inventory.ini all -m raw -a hostname -o' = 'needs the lab network and its guests (FleetNetworkHostTests runs Ansible there)'
         'Invoke-Command -HostName h1, h2 { Get-KsmStat }' = 'needs the hosts h1 and h2 (Remoting.Tests does it against a local sshd)'
         "Invoke-Command -HostName h1, h2 { Get-DnsmasqLease } | ConvertTo-AnsibleInventory -GroupBy '^(\w+)-\d+$' -User admin" = 'needs the hosts h1 and h2 (Remoting.Tests does it against a local sshd)'
     }
@@ -61,6 +73,8 @@ BeforeAll {
         "Get-DnsmasqLease | ConvertTo-AnsibleInventory -GroupBy '^(?<group>[a-z0-9]+)-' -User admin | Set-Content inventory.ini" = 'LeaseFileNotFound*'
         "Get-DnsmasqLease | ConvertTo-AnsibleInventory -Format Json -GroupMap @{ 'win7-*' = 'windows' } | Set-Content inventory.json" = 'LeaseFileNotFound*'
         'Stop-KvmGuest -Name ''win7-*''' = 'GuestNotFound*'
+        "Get-KvmGuest 'win7-*' | Set-KvmGuestIoLimit -Iops 50" = 'GuestNotFound*'
+        "Get-KvmGuest 'web*' | Set-KvmGuestIoLimit -Iops 500 -Group web" = 'GuestNotFound*'
         "Get-KvmGuest 'win7-*' | Set-KvmGuestMemory -TargetMB 1024 -Wait -PassThru" = 'GuestNotFound*'
         '(Get-KvmGuest ''win7-*'').Count' = 'GuestNotFound*'
         'Get-KvmGuest win7-* | Measure-ProcessIops -IntervalSeconds 5 | Sort-Object WriteBytesPerSec -Descending' = 'GuestNotFound*'
@@ -73,6 +87,9 @@ BeforeAll {
     & qemu-img create -q -f qcow2 (Join-Path $Sandbox 'base.qcow2') 64M
     & qemu-img create -q -f raw (Join-Path $Sandbox 'base.raw') 64M
     & qemu-img create -q -f qcow2 (Join-Path $Sandbox 'web1.qcow2') 64M
+    # ./images with a name PowerShell would read as a wildcard: Get-ChildItem ./images | Get-QcowImage binds it literally.
+    New-Item -ItemType Directory -Path (Join-Path $Sandbox 'images') | Out-Null
+    & qemu-img create -q -f qcow2 (Join-Path $Sandbox 'images/hx-[br].qcow2') 16M
     Copy-Item -LiteralPath (Join-Path $PSScriptRoot '../KvmOvercommit.Engine.Tests/Fixtures/host/mdstat-degraded') -Destination (Join-Path $Sandbox 'mdstat.saved')
     $SavedKsm = if (Test-Path /sys/kernel/mm/ksm/run) { Get-KsmStat } else { $null }
     $GuestsBefore = @(Get-KvmGuest -ErrorAction SilentlyContinue | ForEach-Object Id)

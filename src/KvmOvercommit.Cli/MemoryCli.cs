@@ -74,8 +74,8 @@ public sealed class MemoryCli : ICliCommandProvider
             {
                 Names = parse.GetValue(names) is { Length: > 0 } n ? n : null,
                 Ids = parse.GetValue(ids) is { Length: > 0 } i ? i : null,
-                Duration = parse.GetValue(duration) is double d ? TimeSpan.FromSeconds(d) : null,
-                Interval = TimeSpan.FromSeconds(secs),
+                Duration = parse.GetValue(duration) is double d ? Validation.DurationSeconds(d) : null,
+                Interval = Validation.IntervalSeconds(secs, TimeSpan.FromSeconds(0.1)),
                 Policy = policy,
                 Cgroup = parse.GetValue(cgroup),
                 LeaveBalloons = parse.GetValue(leave),

@@ -129,7 +129,8 @@ Describe 'ConvertTo-AnsibleInventory' {
         Get-DnsmasqLease -Path $script:leaseFile -WarningAction SilentlyContinue |
             ConvertTo-AnsibleInventory -GroupBy '^(?<group>[a-z0-9]+)-' -User admin | Set-Content -LiteralPath $file
         $errFile = Join-Path $script:work 'ansible-inventory.err'
-        $json = ansible-inventory -i $file --list 2> $errFile
+        # Ansible refuses a non-blocking stdin (as CI gives it): give it /dev/null.
+        $json = & bash -c 'exec "$@" </dev/null' bash ansible-inventory -i $file --list 2> $errFile
         $LASTEXITCODE | Should -Be 0 -Because (Get-Content -LiteralPath $errFile -Raw)
         $list = ($json -join "`n") | ConvertFrom-Json
         $list.win7.hosts | Should -Be @('win7-01', 'win7-02')

@@ -212,14 +212,14 @@ Describe 'The blog''s fleet loop with the cmdlets: fleet tiny guest, isolated ne
         $lease.MacAddress | Should -Be $script:Guest.MacAddress
         $inventory = Join-Path $script:NetDir 'inventory.ini'
         Get-DnsmasqLease -Path $script:Leases | ConvertTo-AnsibleInventory -User root | Set-Content -LiteralPath $inventory
-        $list = & ansible-inventory -i $inventory --list | ConvertFrom-Json
+        $list = & bash -c 'exec "$@" </dev/null' bash ansible-inventory -i $inventory --list | ConvertFrom-Json
         $list._meta.hostvars.($script:Name).ansible_host | Should -Be $lease.IPAddress
         $out = $null
-        do { $out = & ip netns exec $script:Ns ansible -i $inventory $script:Name -m raw -a hostname --private-key $script:Key -o 2>&1; Start-Sleep 1 }
+        do { $out = & bash -c 'exec "$@" </dev/null' bash ip netns exec $script:Ns ansible -i $inventory $script:Name -m raw -a hostname --private-key $script:Key -o 2>&1; Start-Sleep 1 }
         until (($out -join "`n") -match 'CHANGED' -or (Get-Date) -gt $deadline)
         ($out -join "`n") | Should -Match "$($script:Name) \| CHANGED \| rc=0 \| \(stdout\) $($script:Name)"
         # No Python in the initramfs: -m ping (a Python module) cannot work, as the README says.
-        $ping = & ip netns exec $script:Ns ansible -i $inventory $script:Name -m ping --private-key $script:Key -o 2>&1
+        $ping = & bash -c 'exec "$@" </dev/null' bash ip netns exec $script:Ns ansible -i $inventory $script:Name -m ping --private-key $script:Key -o 2>&1
         ($ping -join "`n") | Should -Not -Match 'SUCCESS'
     }
 

@@ -104,6 +104,7 @@ public sealed class ExperimentCli : ICliCommandProvider
                 CliOutput.WriteTable(run.Out, load.Guests, new[] { "Name", "IoLoaded", "IopsIdle", "IopsLoaded" });
                 run.Out.WriteLine();
             }
+            run.Out.WriteLine("phases: " + string.Join(", ", result.Phases.Select(x => x.ToString())));
             run.Out.WriteLine(result.KsmRestored ? "KSM settings restored." : "KSM settings NOT fully restored: " + string.Join("; ", result.KsmDifferences));
             if (result.ReportFiles.Length > 0) run.Out.WriteLine($"report: {Path.GetDirectoryName(result.ReportFiles[0])} ({string.Join(", ", result.ReportFiles.Select(Path.GetFileName))})");
         });

@@ -52,7 +52,7 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         var balloon = new Option<bool>("--balloon") { Description = "Add a virtio balloon device.", DefaultValueFactory = _ => true };
         var kernel = new Option<string?>("--kernel") { Description = "Kernel for direct boot." };
         var initrd = new Option<string?>("--initrd") { Description = "Initramfs for --kernel." };
-        var kargs = new Option<string?>("--kernel-arguments") { Description = "Kernel command line (console=ttyS0 is added)." };
+        var kargs = new Option<string?>("--kernel-arguments") { Description = "Kernel command line (console=ttyS0 and no_timer_check are added)." };
         var tiny = new Option<bool>("--tiny") { Description = "Boot the tiny test guest's kernel and initramfs (as Get-KvmTinyGuest | Start-KvmGuest)." };
         var extra = new Option<string[]>("--extra-argument") { Description = "Extra QEMU argument (repeat for several).", AllowMultipleArgumentsPerToken = false };
         var stagger = new Option<double>("--stagger-seconds") { Description = "Seconds between guests, not before the first (0 to 86400; fractions allowed)." };

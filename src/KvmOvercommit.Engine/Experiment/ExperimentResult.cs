@@ -61,6 +61,8 @@ public sealed class ExperimentResult
     public string[] KsmDifferences { get; set; } = Array.Empty<string>();
     /// <summary>Problems met while cleaning up (a guest that would not stop, a file that could not be deleted).</summary>
     public string[] CleanupProblems { get; set; } = Array.Empty<string>();
+    /// <summary>Wall time of each phase, in the order run (network, overlays and boot, leases/inventory/Ansible, I/O load, each profile, cleanup).</summary>
+    public ExperimentPhase[] Phases { get; set; } = Array.Empty<ExperimentPhase>();
     /// <summary>Guest memory committed (sum of -m) in MiB.</summary>
     public double CommittedMiB => Units.ToMiB(GuestCount * MemoryMB * Units.MiB);
     /// <summary>The best profile's total saving in MiB.</summary>
@@ -209,4 +211,29 @@ public sealed class ExperimentSample
     public double SavedMiB => Units.ToMiB(SavedBytes);
     /// <summary>TotalSavedBytes in MiB.</summary>
     public double TotalSavedMiB => Units.ToMiB(TotalSavedBytes);
+}
+
+/// <summary>One phase of the experiment and its wall time.</summary>
+public sealed class ExperimentPhase
+{
+    /// <summary>What ran ("overlays and boot", "profile Aggressive", "cleanup" …).</summary>
+    public string Name { get; set; } = "";
+    /// <summary>Its wall time in seconds.</summary>
+    public double Seconds { get; set; }
+    /// <inheritdoc/>
+    public override string ToString() => $"{Name} {Seconds:0.#} s";
+}
+
+/// <summary>Times the phases of a run; a phase that throws is recorded too (its time up to the failure).</summary>
+sealed class ExperimentPhaseClock
+{
+    readonly List<ExperimentPhase> _phases = new();
+    public ExperimentPhase[] Phases => _phases.ToArray();
+    public void Add(string name, TimeSpan elapsed) => _phases.Add(new ExperimentPhase { Name = name, Seconds = Math.Round(elapsed.TotalSeconds, 2) });
+    public async Task<T> TimeAsync<T>(string name, Func<Task<T>> phase)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        try { return await phase().ConfigureAwait(false); }
+        finally { Add(name, watch.Elapsed); }
+    }
 }

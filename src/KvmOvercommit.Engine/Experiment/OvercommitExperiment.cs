@@ -194,21 +194,25 @@ public static class OvercommitExperiment
         var journal = HostJournal.Begin(HostJournal.ExperimentKind, plan.RunId, o.JournalDirectory, snapshot);
         observer.Verbose($"Journal: {journal.JournalPath}");
         ExperimentNetwork? network = null;
+        var phases = new ExperimentPhaseClock();
         try
         {
-            network = await ExperimentNetwork.StartAsync(o.Network, plan.WorkDirectory, observer, ct).ConfigureAwait(false);
-            await SetUpAsync(plan, created, started, result, journal, observer, ct, network).ConfigureAwait(false);
-            if (network is not null) result.Fleet = await network.ReachAsync(started, o.ReadyTimeout, observer, ct).ConfigureAwait(false);
+            if (o.Network != ExperimentNetworkMode.None)
+                network = await phases.TimeAsync("network", () => ExperimentNetwork.StartAsync(o.Network, plan.WorkDirectory, observer, ct)).ConfigureAwait(false);
+            await phases.TimeAsync("overlays and boot", async () => { await SetUpAsync(plan, created, started, result, journal, observer, ct, network).ConfigureAwait(false); return 0; }).ConfigureAwait(false);
+            if (network is not null) result.Fleet = await phases.TimeAsync("leases, inventory, Ansible", () => network.ReachAsync(started, o.ReadyTimeout, observer, ct)).ConfigureAwait(false);
             if (network is not null && result.Fleet is not null && o.IoLoadPercent > 0)
-                result.IoLoad = await ExperimentIoLoadRunner.RunAsync(network, result.Fleet, started, o.IoLoad, o.IoLoadPercent, o.IoLoadSeconds, plan.WorkDirectory, observer, ct).ConfigureAwait(false);
+                result.IoLoad = await phases.TimeAsync("I/O load", () => ExperimentIoLoadRunner.RunAsync(network, result.Fleet, started, o.IoLoad, o.IoLoadPercent, o.IoLoadSeconds, plan.WorkDirectory, observer, ct)).ConfigureAwait(false);
             for (int i = 0; i < o.Profiles.Length; i++)
             {
                 observer.Progress(new ProgressInfo(Activity, $"profile {o.Profiles[i]} ({i + 1} of {o.Profiles.Length})", 10 + 85 * i / o.Profiles.Length, ActivityId: MainActivity));
-                profiles.Add(await RunProfileAsync(plan, o.Profiles[i], started, observer, ct).ConfigureAwait(false));
+                var profile = o.Profiles[i];
+                profiles.Add(await phases.TimeAsync("profile " + profile, () => RunProfileAsync(plan, profile, started, observer, ct)).ConfigureAwait(false));
             }
         }
         finally
         {
+            var cleanup = System.Diagnostics.Stopwatch.StartNew();
             observer.Progress(new ProgressInfo(Activity, o.KeepGuests ? "restoring KSM" : "cleaning up: stopping guests, deleting overlays, restoring KSM", 96, ActivityId: MainActivity));
             var problems = new List<string>();
             if (!o.KeepGuests) await CleanUpAsync(plan, started, created, problems, observer).ConfigureAwait(false);
@@ -226,6 +230,8 @@ public static class OvercommitExperiment
             }
             foreach (var p in problems) observer.Warning(p);
             result.CleanupProblems = problems.ToArray();
+            phases.Add("cleanup", cleanup.Elapsed);
+            result.Phases = phases.Phases;
             if (problems.Count == 0) journal.Complete();
             else observer.Warning($"The journal {journal.JournalPath} is kept: {HostJournal.RecoverCommand(HostJournal.ExperimentKind)} undoes what is left.");
             observer.Progress(new ProgressInfo(Activity, "done", 100, ActivityId: MainActivity, Completed: true));

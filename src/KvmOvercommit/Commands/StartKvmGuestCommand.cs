@@ -113,7 +113,7 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     [ValidateNotNullOrEmpty]
     public string? Initrd { get; set; }
 
-    /// <summary>The kernel command line for -Kernel (console=ttyS0 is added unless a console= is given).</summary>
+    /// <summary>The kernel command line for -Kernel (console=ttyS0 is added unless a console= is given, and no_timer_check unless a timer_check option is).</summary>
     [Parameter]
     public string? KernelArguments { get; set; }
 

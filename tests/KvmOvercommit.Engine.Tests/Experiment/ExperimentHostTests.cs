@@ -62,6 +62,10 @@ public class ExperimentHostTests
 
         env.AssertHostAsItWas(result);
         Assert.Empty(result.CleanupProblems);
+        // Per-phase wall times: no network phase without -Network; each profile about its -Duration; together within the run.
+        Assert.Equal(new[] { "overlays and boot", "profile Aggressive", "profile Adaptive", "cleanup" }, result.Phases.Select(x => x.Name));
+        Assert.All(result.Phases.Where(x => x.Name.StartsWith("profile ", StringComparison.Ordinal)), x => Assert.InRange(x.Seconds, 13, 40));
+        Assert.InRange(result.Phases.Sum(x => x.Seconds), 28, result.Duration.TotalSeconds + 0.1);
 
         // The report: JSON reads back, CSV has every sample, the SVG one line per profile.
         Assert.Equal(3, result.ReportFiles.Length);

@@ -31,6 +31,8 @@ namespace KvmOvercommit.Engine;
 [JsonSerializable(typeof(ExperimentGuestResult))]
 [JsonSerializable(typeof(HostJournal))]
 [JsonSerializable(typeof(HostJournalGuest))]
+[JsonSerializable(typeof(HostJournalNetwork))]
+[JsonSerializable(typeof(ExperimentPhase))]
 [JsonSerializable(typeof(List<HostJournal>))]
 [JsonSerializable(typeof(ExperimentIoLoadGuest))]
 [JsonSerializable(typeof(ExperimentIoLoadResult))]

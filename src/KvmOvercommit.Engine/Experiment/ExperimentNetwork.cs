@@ -42,12 +42,13 @@ public sealed class ExperimentNetwork : IAsyncDisposable
             .Append("boot the fleet tiny guest (Get-KvmTinyGuest -Variant Fleet) in the namespace, one QEMU-made tap on the bridge each; wait for the leases; write inventory.ini from the lease file; ansible -m raw each guest until it answers");
 
     /// <summary>Creates the network and an SSH key, or returns null when the mode is None.</summary>
-    public static async Task<ExperimentNetwork?> StartAsync(ExperimentNetworkMode mode, string workDirectory, IOperationObserver observer, CancellationToken ct)
+    public static async Task<ExperimentNetwork?> StartAsync(ExperimentNetworkMode mode, string workDirectory, IOperationObserver observer, CancellationToken ct, HostJournal? journal = null)
     {
         if (mode == ExperimentNetworkMode.None) return null;
         // Outside the work directory, whose cleanup removes only what the experiment created there.
         var ns = IsolatedNetwork.NewName();
         var dir = Path.Combine(Path.GetTempPath(), ns);
+        journal?.AddNetwork(ns, dir); // before it exists: a kill -9 from here on leaves it to -Recover
         var net = await IsolatedNetwork.CreateAsync(dir, ns, observer, ct).ConfigureAwait(false);
         try
         {

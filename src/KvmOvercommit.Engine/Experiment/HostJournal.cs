@@ -2,6 +2,7 @@ using System.Text.Json;
 using KvmOvercommit.Engine.Ksm;
 using KvmOvercommit.Engine.Ksm.AutoTune;
 using KvmOvercommit.Engine.Qemu;
+using KvmOvercommit.Engine.Fleet;
 
 namespace KvmOvercommit.Engine.Experiment;
 
@@ -26,6 +27,15 @@ public sealed class HostJournalGuest
 /// Kept under the run root: /run/kvmovercommit/.journal/&lt;kind&gt;-&lt;id&gt;.json.
 /// </summary>
 [OutputObject]
+/// <summary>An isolated network in a journal: its namespace and folder.</summary>
+public sealed class HostJournalNetwork
+{
+    /// <summary>The namespace (kvmoc-net-…).</summary>
+    public string Namespace { get; set; } = "";
+    /// <summary>Its folder of leases, SSH key and inventory.</summary>
+    public string Directory { get; set; } = "";
+}
+
 public sealed class HostJournal
 {
     /// <summary>"experiment" or "ksm-autotune".</summary>
@@ -66,6 +76,9 @@ public sealed class HostJournal
 
     /// <summary>Folders the run created, oldest first (removed by -Recover only when empty).</summary>
     public List<string> Folders { get; set; } = new();
+
+    /// <summary>Isolated networks the run made (-Network Isolated): namespace and folder.</summary>
+    public List<HostJournalNetwork> Networks { get; set; } = new();
 
     /// <summary>Where this journal is (or was) kept.</summary>
     public string? JournalPath { get; set; }
@@ -141,6 +154,9 @@ public sealed class HostJournal
 
     /// <summary>Records a file before it is created.</summary>
     public void AddFile(string path) { lock (_gate) Files.Add(path); Save(); }
+
+    /// <summary>Records an isolated network (namespace and its folder of leases, key and inventory) before it is created.</summary>
+    public void AddNetwork(string name, string directory) { lock (_gate) Networks.Add(new HostJournalNetwork { Namespace = name, Directory = directory }); Save(); }
 
     /// <summary>Records a folder before it is created.</summary>
     public void AddFolder(string path) { lock (_gate) Folders.Add(path); Save(); }
@@ -287,6 +303,30 @@ public sealed class HostJournal
                 {
                     problems.Add($"Could not delete '{d}': {e.Message}");
                 }
+            }
+            foreach (var n in j.Networks)
+            {
+                // Only what the run named: a kvmoc-net-* namespace and its own folder of that name.
+                if (!n.Namespace.StartsWith(IsolatedNetwork.NamespacePrefix, StringComparison.Ordinal) || Path.GetFileName(n.Directory) != n.Namespace)
+                {
+                    problems.Add($"Kept the network '{n.Namespace}' ({n.Directory}): not a name the experiment makes.");
+                    continue;
+                }
+                try
+                {
+                    if (IsolatedNetwork.NamespaceExists(n.Namespace))
+                    {
+                        await IsolatedNetwork.RemoveNamespaceAsync(n.Namespace).ConfigureAwait(false);
+                        observer.Verbose($"Deleted the network namespace {n.Namespace} (dnsmasq, bridge, taps)");
+                    }
+                    if (Directory.Exists(n.Directory))
+                    {
+                        Directory.Delete(n.Directory, true);
+                        observer.Verbose($"Deleted {n.Directory}");
+                    }
+                }
+                catch (KvmOcException e) { problems.Add(e.Message); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { problems.Add($"Could not delete '{n.Directory}': {e.Message}"); }
             }
             var ksmRoots = j.SysRoot is null ? roots : roots with { Sys = j.SysRoot };
             try

@@ -198,7 +198,7 @@ public static class OvercommitExperiment
         try
         {
             if (o.Network != ExperimentNetworkMode.None)
-                network = await phases.TimeAsync("network", () => ExperimentNetwork.StartAsync(o.Network, plan.WorkDirectory, observer, ct)).ConfigureAwait(false);
+                network = await phases.TimeAsync("network", () => ExperimentNetwork.StartAsync(o.Network, plan.WorkDirectory, observer, ct, journal)).ConfigureAwait(false);
             await phases.TimeAsync("overlays and boot", async () => { await SetUpAsync(plan, created, started, result, journal, observer, ct, network).ConfigureAwait(false); return 0; }).ConfigureAwait(false);
             if (network is not null) result.Fleet = await phases.TimeAsync("leases, inventory, Ansible", () => network.ReachAsync(started, o.ReadyTimeout, observer, ct)).ConfigureAwait(false);
             if (network is not null && result.Fleet is not null && o.IoLoadPercent > 0)

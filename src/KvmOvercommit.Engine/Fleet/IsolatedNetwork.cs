@@ -158,19 +158,28 @@ public sealed class IsolatedNetwork : IAsyncDisposable
             p.Dispose();
         }
         // dnsmasq runs as a child of `ip netns exec`, which execs it: the pid is dnsmasq's own. Kill any stray left in the namespace.
-        foreach (var pid in await PidsInNamespaceAsync().ConfigureAwait(false)) kill(pid, 9);
-        if (NamespaceExists(Namespace))
+        await RemoveNamespaceAsync(Namespace).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Kills whatever still runs in namespace <paramref name="ns"/> (SIGKILL: dnsmasq, a stray QEMU) and deletes it with
+    /// its bridge and taps; nothing when it does not exist. Also what -Recover does for a killed run's namespace.
+    /// </summary>
+    public static async Task RemoveNamespaceAsync(string ns)
+    {
+        foreach (var pid in await PidsInNamespaceAsync(ns).ConfigureAwait(false)) kill(pid, 9);
+        if (NamespaceExists(ns))
         {
-            var r = await ToolRunner.RunAsync(ToolRunner.Which("ip") ?? "ip", new[] { "netns", "delete", Namespace }).ConfigureAwait(false);
-            if (r.ExitCode != 0 && NamespaceExists(Namespace))
-                throw new KvmOcException(ErrorKind.ResourceBusy, "IsolatedNetworkCleanupFailed", $"ip netns delete {Namespace} failed: {r.Message}", Namespace);
+            var r = await ToolRunner.RunAsync(ToolRunner.Which("ip") ?? "ip", new[] { "netns", "delete", ns }).ConfigureAwait(false);
+            if (r.ExitCode != 0 && NamespaceExists(ns))
+                throw new KvmOcException(ErrorKind.ResourceBusy, "IsolatedNetworkCleanupFailed", $"ip netns delete {ns} failed: {r.Message}", ns);
         }
     }
 
-    async Task<int[]> PidsInNamespaceAsync()
+    static async Task<int[]> PidsInNamespaceAsync(string ns)
     {
-        if (!NamespaceExists(Namespace)) return Array.Empty<int>();
-        var r = await ToolRunner.RunAsync(ToolRunner.Which("ip") ?? "ip", new[] { "netns", "pids", Namespace }).ConfigureAwait(false);
+        if (!NamespaceExists(ns)) return Array.Empty<int>();
+        var r = await ToolRunner.RunAsync(ToolRunner.Which("ip") ?? "ip", new[] { "netns", "pids", ns }).ConfigureAwait(false);
         return r.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(s => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out int x) ? x : 0).Where(x => x > 0).ToArray();
     }

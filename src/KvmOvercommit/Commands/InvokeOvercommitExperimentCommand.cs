@@ -149,7 +149,7 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
             var dead = HostJournal.FindDead(null, HostJournal.ExperimentKind);
             if (dead.Count == 0) { WriteVerbose("No journal of a dead experiment found: nothing to recover."); return; }
             var approved = dead.Where(j => ShouldProcess(j.JournalPath,
-                $"Recover experiment {j.Id}: stop {j.Guests.Count} guest(s), delete {j.Files.Count} file(s) and {j.Folders.Count} folder(s) it created, restore the KSM settings it found")).Select(j => j.JournalPath).ToHashSet();
+                $"Recover experiment {j.Id}: stop {j.Guests.Count} guest(s), delete {j.Files.Count} file(s), {j.Folders.Count} folder(s) and {j.Networks.Count} network namespace(s) it created, restore the KSM settings it found")).Select(j => j.JournalPath).ToHashSet();
             if (approved.Count == 0) return;
             InvokeAsync(async (observer, emit, ct) =>
             {

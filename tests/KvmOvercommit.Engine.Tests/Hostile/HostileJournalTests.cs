@@ -108,6 +108,50 @@ public class HostileJournalTests
     }
 
     [SkippableFact]
+    public async Task KillNineOfAnExperimentOnTheIsolatedNetworkRecoversTheNamespaceToo()
+    {
+        Prereq.RequireRoot();
+        Prereq.RequireKsm();
+        Prereq.RequireTool("dnsmasq");
+        Prereq.RequireTool("ansible");
+        using var f = await GuestFixture.CreateAsync();
+        AssertNoDeadJournal();
+        var ksmBefore = KsmSettingsSnapshot.Capture();
+        var work = f.Dir.File("work");
+        using var p = StartKvmoc("experiment", "--network", "isolated", "--guest-count", "1", "--ksm-profile", "Aggressive", "--duration", "120",
+            "--work-directory", work, "--run-directory", f.RunRoot, "--accelerator", "Tcg");
+        HostJournal j;
+        try
+        {
+            j = await WaitForJournalAsync(p, x => x.Networks.Count == 1 && x.Guests.Count == 1 && x.Guests[0].Id > 0, TimeSpan.FromSeconds(120), "a network and a running guest");
+        }
+        finally
+        {
+            p.Kill();
+            p.WaitForExit();
+        }
+        var net = Assert.Single(j.Networks);
+        Assert.StartsWith("kvmoc-net-", net.Namespace, StringComparison.Ordinal);
+        Assert.True(File.Exists("/run/netns/" + net.Namespace), "the namespace should outlive kill -9");
+        var pids = await ToolRunner.RunAsync(ToolRunner.Which("ip")!, new[] { "netns", "pids", net.Namespace });
+        Assert.Equal(0, pids.ExitCode);
+        var inside = pids.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+        Assert.NotEmpty(inside); // dnsmasq and the guest's QEMU
+
+        var (rc, _, rerr) = Kvmoc.Run("experiment", "--recover", "--verbose");
+        Assert.True(rc == 0, rerr);
+        Assert.Contains("Deleted the network namespace " + net.Namespace, rerr);
+        Assert.False(File.Exists("/run/netns/" + net.Namespace));
+        Assert.False(Directory.Exists(net.Directory));
+        var wait = Stopwatch.StartNew();
+        while (inside.Any(id => ProcessLiveness.IsAlive(HostRoots.Default, id, null)) && wait.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(100);
+        Assert.All(inside, id => Assert.False(ProcessLiveness.IsAlive(HostRoots.Default, id, null), $"pid {id} of the namespace still runs"));
+        Assert.Empty(ksmBefore.Compare());
+        Assert.False(Directory.Exists(work));
+        Assert.False(File.Exists(j.JournalPath));
+    }
+
+    [SkippableFact]
     public async Task KillNineOfTheAutoTunerIsRecoveredToItsExitRate()
     {
         Prereq.RequireRoot();

@@ -27,7 +27,7 @@ public static class RecoverCli
         if (whatIf)
         {
             foreach (var j in dead)
-                run.Out.WriteLine($"What if: recover {j.Kind} {j.Id} (pid {j.Pid}, {j.JournalPath}): stop {j.Guests.Count} guest(s), delete {j.Files.Count} file(s) and {j.Folders.Count} folder(s), restore KSM");
+                run.Out.WriteLine($"What if: recover {j.Kind} {j.Id} (pid {j.Pid}, {j.JournalPath}): stop {j.Guests.Count} guest(s), delete {j.Files.Count} file(s), {j.Folders.Count} folder(s) and {j.Networks.Count} network namespace(s), restore KSM");
             return;
         }
         var done = await HostJournal.RecoverAsync(kind, null, run, ct).ConfigureAwait(false);

@@ -225,7 +225,7 @@ public sealed class HostJournal
         var what = j.Kind == AutoTuneKind ? "A KSM autotuner" : "An experiment";
         throw new KvmOcException(ErrorKind.InvalidOperation, j.Kind == AutoTuneKind ? "KsmAutoTuneJournalFound" : "ExperimentJournalFound",
             $"{what} run ({j.Id}, pid {j.Pid}, started {j.StartTime:u}) ended without cleaning up: its journal {j.JournalPath} records "
-            + $"{j.Guests.Count} guest(s), {j.Files.Count} file(s), {j.Folders.Count} folder(s)"
+            + $"{j.Guests.Count} guest(s), {j.Files.Count} file(s), {j.Folders.Count} folder(s)" + (j.Networks.Count > 0 ? $", {j.Networks.Count} network namespace(s)" : "")
             + (j.KsmSettings is null ? "" : $" and the KSM settings it found (run = {j.KsmSettings.Run}, pages_to_scan = {j.KsmSettings.PagesToScan}, sleep_millisecs = {j.KsmSettings.SleepMilliseconds})")
             + ". Starting now would adopt what it left as the original state.", j.JournalPath,
             $"{RecoverCommand(j.Kind)} stops those guests, deletes only those files and folders and restores KSM as that run found it.");

@@ -61,17 +61,26 @@ public sealed class ModuleInspector : IDisposable
         Misfits = misfits;
     }
 
-    /// <summary>Opens the module at <paramref name="modulePath"/>; the PowerShell reference assembly comes from the NuGet cache.</summary>
-    public static ModuleInspector Open(string modulePath, string? smaPath = null) => new(modulePath, smaPath ?? FindSma());
+    /// <summary>Opens the module at <paramref name="modulePath"/>; the PowerShell reference assembly is the one built beside it, or comes from the NuGet cache.</summary>
+    public static ModuleInspector Open(string modulePath, string? smaPath = null) => new(modulePath, smaPath ?? FindSma(modulePath));
 
-    /// <summary>System.Management.Automation.dll of PowerShellStandard.Library 5.1.0-preview-06 in the NuGet package cache.</summary>
-    public static string FindSma()
+    /// <summary>
+    /// System.Management.Automation.dll (PowerShellStandard.Library's reference assembly): the copy the build put beside
+    /// the module, else the newest PowerShellStandard.Library in the NuGet package cache.
+    /// </summary>
+    public static string FindSma(string? modulePath = null)
     {
+        if (modulePath is not null && Path.GetDirectoryName(Path.GetFullPath(modulePath)) is { } dir
+            && Path.Combine(dir, "System.Management.Automation.dll") is var beside && File.Exists(beside))
+            return beside;
         var root = Environment.GetEnvironmentVariable("NUGET_PACKAGES");
         if (string.IsNullOrEmpty(root)) root = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
-        var p = Path.Combine(root, "powershellstandard.library", "5.1.0-preview-06", "lib", "netstandard2.0", "System.Management.Automation.dll");
-        if (!File.Exists(p)) throw new FileNotFoundException($"PowerShellStandard.Library reference assembly not found at {p} (restore the module project first)", p);
-        return p;
+        var package = Path.Combine(root, "powershellstandard.library");
+        var found = Directory.Exists(package)
+            ? Directory.GetDirectories(package).Select(v => Path.Combine(v, "lib", "netstandard2.0", "System.Management.Automation.dll")).Where(File.Exists)
+                .OrderByDescending(f => f, StringComparer.Ordinal).FirstOrDefault()
+            : null;
+        return found ?? throw new FileNotFoundException($"PowerShellStandard.Library's System.Management.Automation.dll is neither beside the module nor under {package} (restore the module project first)", package);
     }
 
     /// <summary>Finds a type by full name in the module or the engine.</summary>

@@ -64,14 +64,17 @@ public sealed class ModuleInspector : IDisposable
     /// <summary>Opens the module at <paramref name="modulePath"/>; the PowerShell reference assembly comes from the NuGet cache.</summary>
     public static ModuleInspector Open(string modulePath, string? smaPath = null) => new(modulePath, smaPath ?? FindSma());
 
-    /// <summary>System.Management.Automation.dll of PowerShellStandard.Library 5.1.0-preview-06 in the NuGet package cache.</summary>
+    /// <summary>System.Management.Automation.dll of PowerShellStandard.Library in the NuGet package cache: the version the module compiles against (5.1.1), else any restored one.</summary>
     public static string FindSma()
     {
         var root = Environment.GetEnvironmentVariable("NUGET_PACKAGES");
         if (string.IsNullOrEmpty(root)) root = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
-        var p = Path.Combine(root, "powershellstandard.library", "5.1.0-preview-06", "lib", "netstandard2.0", "System.Management.Automation.dll");
-        if (!File.Exists(p)) throw new FileNotFoundException($"PowerShellStandard.Library reference assembly not found at {p} (restore the module project first)", p);
-        return p;
+        static string Dll(string versionDir) => Path.Combine(versionDir, "lib", "netstandard2.0", "System.Management.Automation.dll");
+        var package = Path.Combine(root, "powershellstandard.library");
+        var p = Dll(Path.Combine(package, "5.1.1"));
+        if (File.Exists(p)) return p;
+        var any = Directory.Exists(package) ? Directory.GetDirectories(package).Select(Dll).Where(File.Exists).OrderDescending(StringComparer.Ordinal).FirstOrDefault() : null;
+        return any ?? throw new FileNotFoundException($"PowerShellStandard.Library reference assembly not found at {p} (restore the module project first)", p);
     }
 
     /// <summary>Finds a type by full name in the module or the engine.</summary>

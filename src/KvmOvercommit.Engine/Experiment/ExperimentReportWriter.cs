@@ -103,18 +103,7 @@ public static class ExperimentReportWriter
         sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"{W / 2}\" y=\"28\" text-anchor=\"middle\" font-size=\"18\" font-weight=\"bold\">{E($"KSM saved memory over time: {r.GuestCount} × {r.MemoryMB} MiB guests ({guestWhat}, {r.Accelerator})")}</text>\n");
         sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"{W / 2}\" y=\"48\" text-anchor=\"middle\" font-size=\"12\" fill=\"#555\">{E($"{r.HostName}, {r.StartTime.UtcDateTime:yyyy-MM-dd HH:mm} UTC; each profile starts from a full unmerge")}</text>\n");
 
-        // grid and ticks
-        sb.Append("  <g stroke=\"#e3e3e3\" stroke-width=\"1\">\n");
-        for (double v = yStep; v <= yTop + 1e-9; v += yStep) sb.Append(CultureInfo.InvariantCulture, $"    <line x1=\"{F(left)}\" y1=\"{Y(v)}\" x2=\"{F(left + pw)}\" y2=\"{Y(v)}\"/>\n");
-        for (double t = xStep; t <= xTop + 1e-9; t += xStep) sb.Append(CultureInfo.InvariantCulture, $"    <line x1=\"{X(t)}\" y1=\"{F(top)}\" x2=\"{X(t)}\" y2=\"{F(top + ph)}\"/>\n");
-        sb.Append("  </g>\n");
-        sb.Append("  <g font-size=\"12\" fill=\"#333\">\n");
-        for (double v = 0; v <= yTop + 1e-9; v += yStep) sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"{F(left - 8)}\" y=\"{F(Yv(v) + 4)}\" text-anchor=\"end\">{N(v)}</text>\n");
-        for (double t = 0; t <= xTop + 1e-9; t += xStep) sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"{X(t)}\" y=\"{F(top + ph + 18)}\" text-anchor=\"middle\">{N(t)}</text>\n");
-        sb.Append("  </g>\n");
-        sb.Append(CultureInfo.InvariantCulture, $"  <path d=\"M{F(left)},{F(top)} V{F(top + ph)} H{F(left + pw)}\" fill=\"none\" stroke=\"#333\" stroke-width=\"1.5\"/>\n");
-        sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"{F(left + pw / 2)}\" y=\"{F(top + ph + 44)}\" text-anchor=\"middle\" font-size=\"14\">time since the profile started (s)</text>\n");
-        sb.Append(CultureInfo.InvariantCulture, $"  <text x=\"22\" y=\"{F(top + ph / 2)}\" text-anchor=\"middle\" font-size=\"14\" transform=\"rotate(-90 22 {F(top + ph / 2)})\">KSM saved (MiB)</text>\n");
+        Axes(sb, "  ", left, top, pw, ph, (xStep, xTop), (yStep, yTop), "time since the profile started (s)", "KSM saved (MiB)");
 
         // lines: the first solid and wide, later ones thinner and dashed on top, so curves that coincide stay visible
         for (int i = 0; i < profiles.Count; i++)
@@ -138,6 +127,24 @@ public static class ExperimentReportWriter
         if (iops.Count > 0) IopsChart(sb, r, iops, kspHeight, W);
         sb.Append("</svg>\n");
         return sb.ToString();
+    }
+
+    /// <summary>A chart's grid, tick labels, axis lines and axis titles for the plot area at (<paramref name="left"/>, <paramref name="top"/>), <paramref name="pw"/> × <paramref name="ph"/>.</summary>
+    static void Axes(StringBuilder sb, string indent, double left, double top, double pw, double ph, (double Step, double Top) x, (double Step, double Top) y, string xTitle, string yTitle)
+    {
+        string X(double t) => F(left + t / x.Top * pw);
+        double Yv(double v) => top + ph - v / y.Top * ph;
+        sb.Append(indent).Append("<g stroke=\"#e3e3e3\" stroke-width=\"1\">\n");
+        for (double v = y.Step; v <= y.Top + 1e-9; v += y.Step) sb.Append(indent).Append(CultureInfo.InvariantCulture, $"  <line x1=\"{F(left)}\" y1=\"{F(Yv(v))}\" x2=\"{F(left + pw)}\" y2=\"{F(Yv(v))}\"/>\n");
+        for (double t = x.Step; t <= x.Top + 1e-9; t += x.Step) sb.Append(indent).Append(CultureInfo.InvariantCulture, $"  <line x1=\"{X(t)}\" y1=\"{F(top)}\" x2=\"{X(t)}\" y2=\"{F(top + ph)}\"/>\n");
+        sb.Append(indent).Append("</g>\n");
+        sb.Append(indent).Append("<g font-size=\"12\" fill=\"#333\">\n");
+        for (double v = 0; v <= y.Top + 1e-9; v += y.Step) sb.Append(indent).Append(CultureInfo.InvariantCulture, $"  <text x=\"{F(left - 8)}\" y=\"{F(Yv(v) + 4)}\" text-anchor=\"end\">{N(v)}</text>\n");
+        for (double t = 0; t <= x.Top + 1e-9; t += x.Step) sb.Append(indent).Append(CultureInfo.InvariantCulture, $"  <text x=\"{X(t)}\" y=\"{F(top + ph + 18)}\" text-anchor=\"middle\">{N(t)}</text>\n");
+        sb.Append(indent).Append("</g>\n");
+        sb.Append(indent).Append(CultureInfo.InvariantCulture, $"<path d=\"M{F(left)},{F(top)} V{F(top + ph)} H{F(left + pw)}\" fill=\"none\" stroke=\"#333\" stroke-width=\"1.5\"/>\n");
+        sb.Append(indent).Append(CultureInfo.InvariantCulture, $"<text x=\"{F(left + pw / 2)}\" y=\"{F(top + ph + 44)}\" text-anchor=\"middle\" font-size=\"14\">{E(xTitle)}</text>\n");
+        sb.Append(indent).Append(CultureInfo.InvariantCulture, $"<text x=\"22\" y=\"{F(top + ph / 2)}\" text-anchor=\"middle\" font-size=\"14\" transform=\"rotate(-90 22 {F(top + ph / 2)})\">{E(yTitle)}</text>\n");
     }
 
     const double IopsChartHeight = 420;
@@ -181,15 +188,7 @@ public static class ExperimentReportWriter
             sb.Append(CultureInfo.InvariantCulture, $"    <rect x=\"{F(Xv(t0))}\" y=\"{F(y0 + top)}\" width=\"{F(Math.Max(1, Xv(t1) - Xv(t0)))}\" height=\"{F(ph)}\" fill=\"#f3eee0\"><title>{E($"I/O load: {r.IoLoad.Load} in {r.IoLoad.Guests.Count(g => g.IoLoaded)} guest(s)")}</title></rect>\n");
             sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"{F(Xv(t0) + 4)}\" y=\"{F(y0 + top + 14)}\" font-size=\"11\" fill=\"#7a6a3a\">{E($"I/O load ({r.IoLoad.Load}, {r.IoLoad.Guests.Count(g => g.IoLoaded)} guest(s))")}</text>\n");
         }
-        sb.Append("    <g stroke=\"#e3e3e3\" stroke-width=\"1\">\n");
-        for (double v = yStep; v <= yTop + 1e-9; v += yStep) sb.Append(CultureInfo.InvariantCulture, $"      <line x1=\"{F(left)}\" y1=\"{F(Yv(v))}\" x2=\"{F(left + pw)}\" y2=\"{F(Yv(v))}\"/>\n");
-        sb.Append("    </g>\n    <g font-size=\"12\" fill=\"#333\">\n");
-        for (double v = 0; v <= yTop + 1e-9; v += yStep) sb.Append(CultureInfo.InvariantCulture, $"      <text x=\"{F(left - 8)}\" y=\"{F(Yv(v) + 4)}\" text-anchor=\"end\">{N(v)}</text>\n");
-        for (double t = 0; t <= xTop + 1e-9; t += xStep) sb.Append(CultureInfo.InvariantCulture, $"      <text x=\"{F(Xv(t))}\" y=\"{F(y0 + top + ph + 18)}\" text-anchor=\"middle\">{N(t)}</text>\n");
-        sb.Append("    </g>\n");
-        sb.Append(CultureInfo.InvariantCulture, $"    <path d=\"M{F(left)},{F(y0 + top)} V{F(y0 + top + ph)} H{F(left + pw)}\" fill=\"none\" stroke=\"#333\" stroke-width=\"1.5\"/>\n");
-        sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"{F(left + pw / 2)}\" y=\"{F(y0 + top + ph + 40)}\" text-anchor=\"middle\" font-size=\"14\">time since the experiment started (s)</text>\n");
-        sb.Append(CultureInfo.InvariantCulture, $"    <text x=\"22\" y=\"{F(y0 + top + ph / 2)}\" text-anchor=\"middle\" font-size=\"14\" transform=\"rotate(-90 22 {F(y0 + top + ph / 2)})\">IOPS</text>\n");
+        Axes(sb, "    ", left, y0 + top, pw, ph, (xStep, xTop), (yStep, yTop), "time since the experiment started (s)", "IOPS");
         for (int i = 0; i < series.Count; i++)
         {
             var points = string.Join(' ', series[i].Points.Select(p => $"{F(Xv(p.T))},{F(Yv(p.V))}"));

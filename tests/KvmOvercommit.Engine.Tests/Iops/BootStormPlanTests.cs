@@ -82,7 +82,7 @@ public class BootStormPlanTests
         var (m, s, _) = BootStorm.Recommend(100, 10, 300, 10);
         Assert.Equal(3, m);
         Assert.Equal(3.34, s); // 10 / 3 = 3.333…: 3.33 s would let a 4th boot start before the 1st ended
-        Assert.True(Math.Ceiling(10 / s.Value) <= m);
+        Assert.True(Math.Ceiling(10 / s!.Value) <= m);
     }
 
     [Fact]

@@ -112,7 +112,7 @@ public sealed class ExperimentCli : ICliCommandProvider
             {
                 run.Out.WriteLine($"boot storm: {boot.BootIopsPerGuest} IOPS per guest for {boot.BootSeconds} s; capacity {(boot.DeviceIopsCapacity is double c ? $"{c} IOPS ({boot.CapacitySource})" : "unknown")}; MaxOverlappingBoots {boot.MaxOverlappingBoots?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "–"}, RecommendedStaggerSeconds {boot.RecommendedStaggerSeconds?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "–"}{(boot.StaggerAuto ? $" (Auto: started {boot.StaggerSeconds} s apart)" : "")}");
                 CliOutput.WriteTable(run.Out, boot.Guests, new[] { "Name", "BootSeconds", "Operations", "Iops", "ReadyBy" });
-                run.Out.WriteLine(boot.Explanation);
+                run.Out.WriteLine(run.Rewrite(boot.Explanation));
                 run.Out.WriteLine();
             }
             run.Out.WriteLine(result.KsmRestored ? "KSM settings restored." : "KSM settings NOT fully restored: " + string.Join("; ", result.KsmDifferences));

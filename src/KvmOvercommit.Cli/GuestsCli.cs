@@ -136,7 +136,7 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
                     {
                         var storm = await AutoStagger.FromFirstGuestAsync(g, launchedAt, cc.Iops, cc.Source, startTimeout + TimeSpan.FromMinutes(5), run, ct).ConfigureAwait(false);
                         staggerBy = TimeSpan.FromSeconds(storm.StaggerSeconds);
-                        run.Err.WriteLine($"--stagger-seconds auto: {storm.Explanation}");
+                        run.Err.WriteLine($"--stagger-seconds auto: {run.Rewrite(storm.Explanation)}");
                     }
                 }
                 catch (KvmOcException e) { run.Error(e); }

@@ -164,7 +164,8 @@ public static class ExperimentReportWriter
         {
             ($"disk under the overlays{(r.IoLoad?.Device is string d ? $" ({d})" : "")}", device),
             ("guests (sum of query-blockstats)", guests),
-            ("QEMU processes during the I/O load (sum, Measure-ProcessIops)", qemu),
+            (r.IoLoad?.ProcessIopsSource?.StartsWith("read + write syscalls", StringComparison.Ordinal) == true
+                ? "QEMU processes during the I/O load: read + write syscalls/s (sum, Measure-ProcessIops)" : "QEMU processes during the I/O load (sum, Measure-ProcessIops)", qemu),
         };
         return all.Where(x => x.Item2.Count > 0).ToList();
     }

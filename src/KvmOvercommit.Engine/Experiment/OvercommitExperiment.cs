@@ -383,7 +383,7 @@ public static class OvercommitExperiment
                         ?? throw new KvmOcException(ErrorKind.InvalidOperation, "BootIopsUnknown", $"-StaggerSeconds Auto: the block statistics of guest '{guest.Name}' could not be read over QMP.", guest.Name, "Give a number of seconds to -StaggerSeconds.");
                     var decision = BootStorm.Summarize(new[] { first }, capacity, capacitySource, o.GuestCount, 0, true);
                     stagger = decision.RecommendedStaggerSeconds ?? 0;
-                    autoDecision = $"-StaggerSeconds Auto, from the first guest's boot alone: {decision.Explanation} The other guests started {BootStorm.N(stagger)} s apart.";
+                    autoDecision = $"-StaggerSeconds Auto, from the boot of the first guest alone: {decision.Explanation} The other guests started {BootStorm.N(stagger)} s apart.";
                     observer.Verbose(autoDecision);
                 }
             }

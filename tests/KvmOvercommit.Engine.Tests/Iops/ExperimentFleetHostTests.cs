@@ -81,6 +81,10 @@ public class ExperimentFleetHostTests
         Assert.False(string.IsNullOrEmpty(load.ProcessIopsSource));
         Assert.Equal(5, load.Samples.Length);
         Assert.All(load.Samples, s => Assert.True(s.DeviceIops is not null && s.GuestIops is not null && s.ProcessIops is not null, "a load sample lacks a figure"));
+        // The load was stopped through Ansible: the profile after it sees the guests idle again (its loop would run 10 s longer).
+        var after = result.Profiles[0].Samples.Skip(1).ToList();
+        Assert.NotEmpty(after);
+        Assert.All(after, s => Assert.True(s.GuestIops is not null && s.DeviceIops is not null && s.GuestIops < 50, $"guests at {s.GuestIops} IOPS {s.ElapsedSeconds} s into the profile, after the load was stopped"));
 
         // The boot storm: every guest from launch to its ready line; the capacity measured; the arithmetic holds.
         var boot = result.BootStorm!;
@@ -98,7 +102,7 @@ public class ExperimentFleetHostTests
         Assert.Equal(m, boot.MaxOverlappingBoots);
         Assert.Equal(s, boot.RecommendedStaggerSeconds);
         if (boot.BootIopsPerGuest > 0) Assert.Equal((long)Math.Floor(boot.DeviceIopsCapacity!.Value / boot.BootIopsPerGuest), boot.MaxOverlappingBoots);
-        Assert.StartsWith("-StaggerSeconds Auto, from the first guest's boot alone: BootIopsPerGuest", boot.Explanation);
+        Assert.StartsWith("-StaggerSeconds Auto, from the boot of the first guest alone: BootIopsPerGuest", boot.Explanation);
         Console.WriteLine("boot storm: " + boot.Explanation);
 
         // The report: inventory.ini (ansible-inventory accepts it), samples.csv with the IOPS columns, the SVG's IOPS chart.

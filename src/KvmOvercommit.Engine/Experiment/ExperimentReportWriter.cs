@@ -199,7 +199,7 @@ public static class ExperimentReportWriter
         for (int i = 0; i < series.Count; i++)
         {
             double y = y0 + top + ph + 62 + 22 * i;
-            var label = $"{series[i].Label}: peak {N(Math.Round(series[i].Points.Max(p => p.V), 1))} IOPS";
+            var label = $"{series[i].Label}: peak {N(Math.Round(series[i].Points.Max(p => p.V), 1))}" + (series[i].Label.Contains("syscalls/s", StringComparison.Ordinal) ? "/s" : " IOPS");
             sb.Append(CultureInfo.InvariantCulture, $"      <line x1=\"{F(left)}\" y1=\"{F(y - 4)}\" x2=\"{F(left + 36)}\" y2=\"{F(y - 4)}\" stroke=\"{Colours[i % Colours.Length]}\" {Stroke(i)}/>\n");
             sb.Append(CultureInfo.InvariantCulture, $"      <text x=\"{F(left + 46)}\" y=\"{F(y)}\">{E(label)}</text>\n");
         }

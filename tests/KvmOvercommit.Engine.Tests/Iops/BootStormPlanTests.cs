@@ -77,6 +77,16 @@ public class BootStormPlanTests
     }
 
     [Fact]
+    public void TheReadmesWindowsExampleHolds()
+    {
+        // README, Boot storm: 100 guests at 200 IOPS for 120 s on a 5000 IOPS device.
+        var (m, s, why) = BootStorm.Recommend(200, 120, 5000, 100);
+        Assert.Equal(25, m);
+        Assert.Equal(4.8, s);
+        Assert.Contains("RecommendedStaggerSeconds = 120 / 25 = 4.8 s", why);
+    }
+
+    [Fact]
     public void TheStaggerIsRoundedUpSoNoBootMoreOverlaps()
     {
         var (m, s, _) = BootStorm.Recommend(100, 10, 300, 10);

@@ -22,7 +22,8 @@ public sealed class ExperimentCli : ICliCommandProvider
         var count = new Option<int>("--guest-count") { Description = "Number of guests.", DefaultValueFactory = _ => 4 };
         var memory = new Option<long>("--memory-mb") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 128 };
         var cpus = new Option<int>("--cpu-count") { Description = "vCPUs per guest.", DefaultValueFactory = _ => 1 };
-        var stagger = new Option<double>("--stagger-seconds") { Description = "Seconds between guest starts (0 to 86400; fractions allowed)." };
+        var stagger = new Option<string?>("--stagger-seconds") { Description = "Seconds between guest starts (0 to 86400; fractions allowed), or auto: the first guest boots alone and its boot IOPS give the stagger of the rest." };
+        var capacityOpt = new Option<double?>("--device-iops-capacity") { Description = "The IOPS the device under the overlays sustains, for the boot storm's recommended stagger (default: measured once with fio in the work folder)." };
         var profiles = new Option<string[]>("--ksm-profile") { Description = "Default, Aggressive, Advisor, Adaptive: one or several (comma-separated or repeated); default Default,Aggressive,Adaptive.", AllowMultipleArgumentsPerToken = true };
         var duration = new Option<string?>("--duration") { Description = "How long each profile runs: seconds or a time span like 00:02:00 (default 2 minutes; with --until-stable the cap, default 30 minutes)." };
         var stable = new Option<bool>("--until-stable") { Description = "End each profile when the savings stop growing." };
@@ -46,6 +47,7 @@ public sealed class ExperimentCli : ICliCommandProvider
         cmd.Options.Add(ioPercent);
         cmd.Options.Add(ioLoad);
         cmd.Options.Add(ioSeconds);
+        cmd.Options.Add(capacityOpt);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
             if (parse.GetValue(recover)) { await RecoverCli.RunAsync(HostJournal.ExperimentKind, run, parse.GetValue(whatIf), ct).ConfigureAwait(false); return; }
@@ -56,7 +58,8 @@ public sealed class ExperimentCli : ICliCommandProvider
                 GuestCount = parse.GetValue(count),
                 MemoryMB = parse.GetValue(memory),
                 CpuCount = parse.GetValue(cpus),
-                StaggerSeconds = parse.GetValue(stagger),
+                StaggerSeconds = Validation.ParseStaggerSeconds(parse.GetValue(stagger)),
+                DeviceIopsCapacity = parse.GetValue(capacityOpt) is double cap ? Validation.DeviceIopsCapacity(cap, "--device-iops-capacity") : null,
                 Duration = Validation.ParseDuration(parse.GetValue(duration)),
                 UntilStable = parse.GetValue(stable),
                 Interval = Validation.IntervalSeconds(parse.GetValue(interval), Validation.MinExperimentInterval),
@@ -101,7 +104,15 @@ public sealed class ExperimentCli : ICliCommandProvider
             if (result.IoLoad is { } load)
             {
                 run.Out.WriteLine($"I/O load {load.Load} on {load.Guests.Count(g => g.IoLoaded)} guest(s) for {load.Seconds} s: device {load.Device} {load.DeviceIopsIdle} → {load.DeviceIopsLoaded} IOPS ({load.DeviceIopsPerLoadedGuest} per loaded guest)");
-                CliOutput.WriteTable(run.Out, load.Guests, new[] { "Name", "IoLoaded", "IopsIdle", "IopsLoaded" });
+                CliOutput.WriteTable(run.Out, load.Guests, new[] { "Name", "IoLoaded", "IopsIdle", "IopsLoaded", "ProcessIopsIdle", "ProcessIopsLoaded" });
+                if (!string.IsNullOrEmpty(load.ProcessIopsSource)) run.Out.WriteLine($"ProcessIops: {load.ProcessIopsSource}");
+                run.Out.WriteLine();
+            }
+            if (result.BootStorm is { } boot)
+            {
+                run.Out.WriteLine($"boot storm: {boot.BootIopsPerGuest} IOPS per guest for {boot.BootSeconds} s; capacity {(boot.DeviceIopsCapacity is double c ? $"{c} IOPS ({boot.CapacitySource})" : "unknown")}; MaxOverlappingBoots {boot.MaxOverlappingBoots?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "–"}, RecommendedStaggerSeconds {boot.RecommendedStaggerSeconds?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "–"}{(boot.StaggerAuto ? $" (Auto: started {boot.StaggerSeconds} s apart)" : "")}");
+                CliOutput.WriteTable(run.Out, boot.Guests, new[] { "Name", "BootSeconds", "Operations", "Iops", "ReadyBy" });
+                run.Out.WriteLine(run.Rewrite(boot.Explanation));
                 run.Out.WriteLine();
             }
             run.Out.WriteLine("phases: " + string.Join(", ", result.Phases.Select(x => x.ToString())));

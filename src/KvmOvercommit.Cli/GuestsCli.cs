@@ -1,5 +1,6 @@
 using System.CommandLine;
 using KvmOvercommit.Engine;
+using KvmOvercommit.Engine.Experiment;
 using KvmOvercommit.Engine.Qemu;
 
 namespace KvmOvercommit.Cli;
@@ -55,7 +56,8 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         var kargs = new Option<string?>("--kernel-arguments") { Description = "Kernel command line (console=ttyS0 and no_timer_check are added)." };
         var tiny = new Option<bool>("--tiny") { Description = "Boot the tiny test guest's kernel and initramfs (as Get-KvmTinyGuest | Start-KvmGuest)." };
         var extra = new Option<string[]>("--extra-argument") { Description = "Extra QEMU argument (repeat for several).", AllowMultipleArgumentsPerToken = false };
-        var stagger = new Option<double>("--stagger-seconds") { Description = "Seconds between guests, not before the first (0 to 86400; fractions allowed)." };
+        var stagger = new Option<string?>("--stagger-seconds") { Description = "Seconds between guests, not before the first (0 to 86400; fractions allowed), or auto: the first guest's boot IOPS and the device's capacity decide (BootSeconds / floor(capacity / boot IOPS))." };
+        var capacityOpt = new Option<double?>("--device-iops-capacity") { Description = "With --stagger-seconds auto: the device's IOPS capacity (default: measured once with fio in the first disk's folder)." };
         var runDir = new Option<string?>("--run-directory") { Description = "Folder for the guests' run directories." };
         var timeout = new Option<int>("--timeout-seconds") { Description = "How long to wait for QEMU and QMP (1 to 3600).", DefaultValueFactory = _ => 30 };
         var whatIf = new Option<bool>("--what-if") { Description = "Print the QEMU command lines, start nothing." };
@@ -75,11 +77,15 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         var diskCache = new Option<string?>("--disk-cache") { Description = "The disk's cache mode: none (O_DIRECT on the host), writeback (default), writethrough, directsync, unsafe." };
         cmd.Options.Add(netns);
         cmd.Options.Add(diskCache);
+        cmd.Options.Add(capacityOpt);
         cmd.Arguments.Add(disks);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
             var paths = (parse.GetValue(disks) ?? Array.Empty<string>()).Concat(parse.GetValue(diskOpt) ?? Array.Empty<string>()).ToArray();
-            var staggerBy = Validation.StaggerSeconds(parse.GetValue(stagger));
+            var staggerValue = Validation.ParseStaggerSeconds(parse.GetValue(stagger));
+            bool auto = Validation.IsAutoStagger(staggerValue);
+            var staggerBy = auto ? TimeSpan.Zero : TimeSpan.FromSeconds(staggerValue);
+            var capacity = parse.GetValue(capacityOpt) is double cap ? Validation.DeviceIopsCapacity(cap, "--device-iops-capacity") : (double?)null;
             var startTimeout = Validation.TimeoutSeconds(parse.GetValue(timeout));
             var n = parse.GetValue(name);
             if (n is not null && paths.Length > 1)
@@ -117,10 +123,21 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
                         run.Err.WriteLine($"What if: Start QEMU guest '{plan.Name}': {plan.CommandLine}"); // QEMU's own options: not rewritten
                         continue;
                     }
-                    if (launched++ > 0 && staggerBy > TimeSpan.Zero)
+                    bool first = launched++ == 0;
+                    if (!first && staggerBy > TimeSpan.Zero)
                         await GuestLauncher.StaggerAsync(staggerBy, plan.Name, run, ct).ConfigureAwait(false);
+                    (double Iops, string Source)? c = first && auto
+                        ? await AutoStagger.CapacityAsync(capacity, disk is null ? Environment.CurrentDirectory : Path.GetDirectoryName(Path.GetFullPath(disk))!, run, ct, "--stagger-seconds auto").ConfigureAwait(false)
+                        : null;
+                    long launchedAt = System.Diagnostics.Stopwatch.GetTimestamp();
                     var g = await GuestLauncher.StartAsync(plan, run, ct).ConfigureAwait(false);
                     if (run.Json) started.Add(g); else run.Stream(g, StartColumns);
+                    if (c is { } cc)
+                    {
+                        var storm = await AutoStagger.FromFirstGuestAsync(g, launchedAt, cc.Iops, cc.Source, startTimeout + TimeSpan.FromMinutes(5), run, ct).ConfigureAwait(false);
+                        staggerBy = TimeSpan.FromSeconds(storm.StaggerSeconds);
+                        run.Err.WriteLine($"--stagger-seconds auto: {run.Rewrite(storm.Explanation)}");
+                    }
                 }
                 catch (KvmOcException e) { run.Error(e); }
             }

@@ -127,6 +127,40 @@ public static class Validation
         return TimeSpan.FromSeconds(seconds);
     }
 
+    /// <summary>
+    /// The value -StaggerSeconds Auto binds to (a double parameter keeps its type): a quiet NaN with its own payload,
+    /// so no number a user can type — [double]::NaN included, which has another payload — is taken for Auto.
+    /// </summary>
+    public static readonly double AutoStagger = BitConverter.Int64BitsToDouble(0x7FF8_4B56_4F43_0A70);
+
+    /// <summary>True when <paramref name="seconds"/> is <see cref="AutoStagger"/> (exactly those bits).</summary>
+    public static bool IsAutoStagger(double seconds) => BitConverter.DoubleToInt64Bits(seconds) == BitConverter.DoubleToInt64Bits(AutoStagger);
+
+    /// <summary>
+    /// kvmoc's --stagger-seconds: "auto" (any case) or seconds (invariant culture, fractions allowed, 0 to
+    /// <see cref="MaxStagger"/>); null or empty is 0. Returns the seconds, or <see cref="AutoStagger"/>.
+    /// </summary>
+    public static double ParseStaggerSeconds(string? text, string parameter = "--stagger-seconds")
+    {
+        if (string.IsNullOrWhiteSpace(text)) return 0;
+        var t = text.Trim();
+        if (t.Equals("auto", StringComparison.OrdinalIgnoreCase)) return AutoStagger;
+        if (!double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds))
+            throw Bad("InvalidStagger", $"{parameter} '{text}' is neither a number of seconds nor auto.", text,
+                $"Give seconds from 0 to {Num(MaxStagger.TotalSeconds)} (1.5 is allowed), or auto: the first guest's boot IOPS and the device's capacity decide.");
+        StaggerSeconds(seconds, parameter);
+        return seconds;
+    }
+
+    /// <summary>A device IOPS capacity (-DeviceIopsCapacity): a finite number above 0.</summary>
+    public static double DeviceIopsCapacity(double iops, string parameter = "-DeviceIopsCapacity")
+    {
+        if (!double.IsFinite(iops) || iops <= 0)
+            throw Bad("InvalidDeviceIopsCapacity", $"{parameter} {Num(iops)} must be a number of IOPS above 0.", iops,
+                "Give what the device under the overlays sustains, e.g. Measure-DeviceIopsCapacity's Iops, or leave it out to have it measured.");
+        return iops;
+    }
+
     /// <summary>-TimeoutSeconds of a start, a stop or a balloon wait: from 1 to 3600 seconds.</summary>
     public static TimeSpan TimeoutSeconds(int seconds, string parameter = "-TimeoutSeconds")
     {

@@ -140,6 +140,27 @@ public class CommandTests(SessionFixture fx) : IClassFixture<SessionFixture>
     }
 
     [Fact]
+    public void StaggerSecondsTakesAutoBesideSecondsAndATimeSpanAndRefusesOtherWords()
+    {
+        // The parameter stays a double: Auto binds to the engine's Auto value through the transformation.
+        Assert.Equal(typeof(double), S.Run("(Get-Command Start-KvmGuest).Parameters['StaggerSeconds'].ParameterType").Ok().Output.Single().BaseObject);
+        S.Run("Invoke-OvercommitExperiment -TinyGuest -GuestCount 2 -Duration 30 -StaggerSeconds Auto -DeviceIopsCapacity 2000 -WhatIf").Ok();
+        S.Run("Invoke-OvercommitExperiment -TinyGuest -GuestCount 2 -Duration 30 -StaggerSeconds auto -WhatIf").Ok();
+        S.Run("Invoke-OvercommitExperiment -TinyGuest -GuestCount 2 -Duration 30 -StaggerSeconds 1.5 -WhatIf").Ok();
+        S.Run("Invoke-OvercommitExperiment -TinyGuest -GuestCount 2 -Duration 30 -StaggerSeconds (New-TimeSpan -Seconds 90) -WhatIf").Ok();
+        var word = S.Run("Invoke-OvercommitExperiment -TinyGuest -GuestCount 2 -Duration 30 -StaggerSeconds soon -WhatIf");
+        var e = Assert.Single(word.AllErrors);
+        Assert.StartsWith("ParameterArgumentTransformationError", e.FullyQualifiedErrorId);
+        Assert.Contains("not a number of seconds, a TimeSpan or Auto", e.ToString());
+        // [double]::NaN is a number, not Auto: the range rule refuses it.
+        Assert.StartsWith("InvalidStagger,", Assert.Single(S.Run("Invoke-OvercommitExperiment -TinyGuest -GuestCount 2 -Duration 30 -StaggerSeconds ([double]::NaN) -WhatIf").AllErrors).FullyQualifiedErrorId);
+        var capacity = Assert.Single(S.Run("Invoke-OvercommitExperiment -TinyGuest -GuestCount 2 -Duration 30 -StaggerSeconds Auto -DeviceIopsCapacity 0 -WhatIf").AllErrors);
+        Assert.StartsWith("InvalidDeviceIopsCapacity,", capacity.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidArgument, capacity.CategoryInfo.Category);
+        Assert.StartsWith("InvalidDeviceIopsCapacity,", Assert.Single(S.Run("Start-KvmGuest -DiskPath nothing.qcow2 -StaggerSeconds Auto -DeviceIopsCapacity -5 -WhatIf").AllErrors).FullyQualifiedErrorId);
+    }
+
+    [Fact]
     public void InvokeOvercommitExperimentDurationIsSeconds()
     {
         // -Duration 30 is 30 seconds (it was read as 30 ticks: "shorter than one sampling interval").

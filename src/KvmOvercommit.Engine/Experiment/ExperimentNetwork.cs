@@ -107,6 +107,12 @@ public sealed class ExperimentIoLoadGuest
     public double IopsIdle { get; set; }
     /// <summary>IOPS during the load.</summary>
     public double IopsLoaded { get; set; }
+    /// <summary>Its QEMU's I/O before the load (Measure-ProcessIops: io.stat IOPS where the QEMU has its own cgroup, else read + write syscalls per second; see the load's ProcessIopsSource).</summary>
+    public double? ProcessIopsIdle { get; set; }
+    /// <summary>Its QEMU's I/O during the load, as <see cref="ProcessIopsIdle"/>.</summary>
+    public double? ProcessIopsLoaded { get; set; }
+    /// <summary>Its QEMU's bytes per second to and from storage during the load (/proc/pid/io read_bytes + write_bytes).</summary>
+    public double? ProcessBytesPerSecLoaded { get; set; }
 }
 
 /// <summary>The I/O load on a fraction of the fleet, watched from the host.</summary>
@@ -126,8 +132,12 @@ public sealed class ExperimentIoLoadResult
     public double DeviceIopsLoaded { get; set; }
     /// <summary>(DeviceIopsLoaded − DeviceIopsIdle) / loaded guests: what one loaded guest costs the device.</summary>
     public double? DeviceIopsPerLoadedGuest { get; set; }
+    /// <summary>How the QEMU processes' figures were obtained.</summary>
+    public string? ProcessIopsSource { get; set; }
     /// <summary>Per guest.</summary>
     public ExperimentIoLoadGuest[] Guests { get; set; } = Array.Empty<ExperimentIoLoadGuest>();
+    /// <summary>One reading per second during the load: the device, the guests' sum and the QEMUs' sum side by side (the report's IOPS chart).</summary>
+    public ExperimentIopsSample[] Samples { get; set; } = Array.Empty<ExperimentIopsSample>();
 }
 
 /// <summary>-IoLoadPercent: starts the load through Ansible, samples guests and device side by side, stops it.</summary>
@@ -137,49 +147,74 @@ public static class ExperimentIoLoadRunner
     public static int LoadedCount(int guests, int percent) => percent <= 0 ? 0 : Math.Clamp((int)Math.Ceiling(guests * percent / 100.0), 1, guests);
 
     /// <summary>Runs the load.</summary>
-    public static async Task<ExperimentIoLoadResult> RunAsync(ExperimentNetwork network, Fleet.FleetReachResult fleet, IReadOnlyList<KvmGuest> guests, ExperimentIoLoad load, int percent, int seconds, string overlayFolder, IOperationObserver observer, CancellationToken ct)
+    public static async Task<ExperimentIoLoadResult> RunAsync(ExperimentNetwork network, Fleet.FleetReachResult fleet, IReadOnlyList<KvmGuest> guests, ExperimentIoLoad load, int percent, int seconds, string overlayFolder, IOperationObserver observer, CancellationToken ct, HostRoots? roots = null)
     {
         var reachable = fleet.Guests.Where(g => g.AnsibleReachable).Select(g => g.Name).ToHashSet(StringComparer.Ordinal);
         var loaded = guests.Where(g => reachable.Contains(g.Name)).Take(LoadedCount(guests.Count, percent)).Select(g => g.Name).ToArray();
         var device = Io.BlockDevices.WholeDiskOf(overlayFolder);
         var result = new ExperimentIoLoadResult { Load = load, Percent = percent, Seconds = seconds, Device = device };
         observer.Progress(new ProgressInfo("I/O load", $"idle sample of {guests.Count} guest(s)"));
-        var (idle, deviceIdle) = await SampleAsync(guests, device, 3, ct).ConfigureAwait(false);
-        var command = Fleet.FleetReach.IoLoadCommand(load.ToString(), seconds + 10);
-        var started = await Fleet.FleetReach.RawAsync(network.Network, fleet.InventoryFile, loaded, command, network.PrivateKey, observer, ct).ConfigureAwait(false);
-        if (started.Length < loaded.Length) observer.Warning($"The I/O load started in {started.Length} of {loaded.Length} guest(s): {string.Join(", ", loaded.Except(started))} did not answer.");
+        ExperimentIopsTracker? tracker = null;
+        string[] started = Array.Empty<string>();
         try
         {
+            tracker = await ExperimentIopsTracker.OpenAsync(guests, device, roots, ct).ConfigureAwait(false);
+            await Task.Delay(3000, ct).ConfigureAwait(false);
+            var idle = await tracker.NextAsync(ct).ConfigureAwait(false);
+            var (guestIdle, processIdle) = (tracker.GuestIops, tracker.ProcessIops);
+            var command = Fleet.FleetReach.IoLoadCommand(load.ToString(), seconds + 10);
+            started = await Fleet.FleetReach.RawAsync(network.Network, fleet.InventoryFile, loaded, command, network.PrivateKey, observer, ct).ConfigureAwait(false);
+            if (started.Length < loaded.Length) observer.Warning($"The I/O load started in {started.Length} of {loaded.Length} guest(s): {string.Join(", ", loaded.Except(started))} did not answer.");
             await Task.Delay(1000, ct).ConfigureAwait(false);
+            await tracker.NextAsync(ct).ConfigureAwait(false); // the ramp (and the Ansible call) is not part of the load's figures
             observer.Progress(new ProgressInfo("I/O load", $"{load} in {started.Length} guest(s) for {seconds} s"));
-            var (busy, deviceBusy) = await SampleAsync(guests, device, seconds, ct).ConfigureAwait(false);
-            result.DeviceIopsIdle = Math.Round(deviceIdle, 2);
-            result.DeviceIopsLoaded = Math.Round(deviceBusy, 2);
-            result.DeviceIopsPerLoadedGuest = started.Length > 0 ? Math.Round((deviceBusy - deviceIdle) / started.Length, 2) : null;
-            result.Guests = guests.Select(g => new ExperimentIoLoadGuest { Name = g.Name, IoLoaded = started.Contains(g.Name), IopsIdle = idle.GetValueOrDefault(g.Name), IopsLoaded = busy.GetValueOrDefault(g.Name) }).ToArray();
-            observer.Verbose($"I/O load {load} on {started.Length} guest(s): device {device} {result.DeviceIopsIdle} → {result.DeviceIopsLoaded} IOPS; " + string.Join(", ", result.Guests.Select(g => $"{g.Name} {g.IopsIdle} → {g.IopsLoaded}")));
+            var samples = new List<ExperimentIopsSample>();
+            var guestRows = new List<double?[]>();
+            var processRows = new List<double?[]>();
+            var bytesRows = new List<double?[]>();
+            long begin = System.Diagnostics.Stopwatch.GetTimestamp();
+            for (int i = 1; i <= seconds; i++)
+            {
+                await Task.Delay(Io.Schedule.NextDue(begin, TimeSpan.FromSeconds(1)), ct).ConfigureAwait(false);
+                var s = await tracker.NextAsync(ct).ConfigureAwait(false);
+                s.ElapsedSeconds = Math.Round(System.Diagnostics.Stopwatch.GetElapsedTime(begin).TotalSeconds, 3);
+                samples.Add(s);
+                guestRows.Add(tracker.GuestIops);
+                processRows.Add(tracker.ProcessIops);
+                bytesRows.Add(tracker.ProcessBytesPerSec);
+            }
+            result.Samples = samples.ToArray();
+            result.ProcessIopsSource = tracker.ProcessIopsSource;
+            double? Mean(IEnumerable<(double? Value, double Weight)> v)
+            {
+                var known = v.Where(x => x.Value is not null).ToList();
+                double w = known.Sum(x => x.Weight);
+                return known.Count == 0 || w <= 0 ? null : Math.Round(known.Sum(x => x.Value!.Value * x.Weight) / w, 2);
+            }
+            double? Column(List<double?[]> rows, int g) => Mean(rows.Select((r, k) => (g < r.Length ? r[g] : null, samples[k].IntervalSeconds)));
+            result.DeviceIopsIdle = idle.DeviceIops ?? 0;
+            result.DeviceIopsLoaded = Mean(samples.Select(x => (x.DeviceIops, x.IntervalSeconds))) ?? 0;
+            result.DeviceIopsPerLoadedGuest = started.Length > 0 ? Math.Round((result.DeviceIopsLoaded - result.DeviceIopsIdle) / started.Length, 2) : null;
+            result.Guests = guests.Select((g, k) => new ExperimentIoLoadGuest
+            {
+                Name = g.Name,
+                IoLoaded = started.Contains(g.Name),
+                IopsIdle = guestIdle[k] ?? 0,
+                IopsLoaded = Column(guestRows, k) ?? 0,
+                ProcessIopsIdle = processIdle[k],
+                ProcessIopsLoaded = Column(processRows, k),
+                ProcessBytesPerSecLoaded = Column(bytesRows, k),
+            }).ToArray();
+            observer.Verbose($"I/O load {load} on {started.Length} guest(s): device {device} {result.DeviceIopsIdle} → {result.DeviceIopsLoaded} IOPS; "
+                + string.Join(", ", result.Guests.Select(g => $"{g.Name} {g.IopsIdle} → {g.IopsLoaded} (QEMU {g.ProcessIopsIdle} → {g.ProcessIopsLoaded})")));
         }
         finally
         {
-            await Fleet.FleetReach.RawAsync(network.Network, fleet.InventoryFile, started, Fleet.FleetReach.StopIoLoadCommand, network.PrivateKey, NullObserver.Instance, CancellationToken.None).ConfigureAwait(false);
+            if (tracker is not null) await tracker.DisposeAsync().ConfigureAwait(false);
+            if (started.Length > 0)
+                await Fleet.FleetReach.RawAsync(network.Network, fleet.InventoryFile, started, Fleet.FleetReach.StopIoLoadCommand, network.PrivateKey, NullObserver.Instance, CancellationToken.None).ConfigureAwait(false);
             observer.Progress(new ProgressInfo("I/O load", "done", Completed: true));
         }
         return result;
-    }
-
-    static async Task<(Dictionary<string, double> Guests, double Device)> SampleAsync(IReadOnlyList<KvmGuest> guests, string? device, int seconds, CancellationToken ct)
-    {
-        var rows = new List<KvmGuestIops>();
-        var deviceTask = Task.Run(async () =>
-        {
-            if (device is null) return 0.0;
-            double sum = 0;
-            await foreach (var row in new Io.DeviceIopsSampler().SampleAsync(new Io.DeviceIopsOptions { Device = new[] { device }, Interval = TimeSpan.FromSeconds(seconds), Count = 1 }, null, ct).ConfigureAwait(false))
-                sum += row.Iops;
-            return sum;
-        }, ct);
-        await new KvmGuestIopsSampler().RunAsync(guests, TimeSpan.FromSeconds(seconds), 1, rows.Add, _ => { }, NullObserver.Instance, ct).ConfigureAwait(false);
-        var d = await deviceTask.ConfigureAwait(false);
-        return (guests.ToDictionary(g => g.Name, g => Math.Round(rows.Where(r => r.Name == g.Name).Sum(r => r.Iops), 2)), d);
     }
 }

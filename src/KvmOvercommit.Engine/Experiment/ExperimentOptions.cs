@@ -28,8 +28,12 @@ public sealed class ExperimentOptions
     public long MemoryMB { get; set; } = 128;
     /// <summary>vCPUs per guest.</summary>
     public int CpuCount { get; set; } = 1;
-    /// <summary>Seconds between guest starts (the blog's sleep 60).</summary>
+    /// <summary>Seconds between guest starts (the blog's sleep 60). <see cref="Validation.AutoStagger"/> is the same as <see cref="StaggerAuto"/>.</summary>
     public double StaggerSeconds { get; set; }
+    /// <summary>-StaggerSeconds Auto: boot the first guest alone, measure its boot IOPS and seconds, then start the rest the boot storm's RecommendedStaggerSeconds apart (needs a capacity: <see cref="DeviceIopsCapacity"/> or fio to measure it).</summary>
+    public bool StaggerAuto { get; set; }
+    /// <summary>What the device under the overlays sustains (IOPS), for the boot storm's recommendation; null: measured once with Measure-DeviceIopsCapacity's fio probe in the work folder (where fio is installed).</summary>
+    public double? DeviceIopsCapacity { get; set; }
     /// <summary>The KSM profiles to compare, run one after the other on the same guests, each from a fresh unmerge.</summary>
     public ExperimentProfile[] Profiles { get; set; } = { ExperimentProfile.Default, ExperimentProfile.Aggressive, ExperimentProfile.Adaptive };
     /// <summary>How long each profile runs (with <see cref="UntilStable"/>: at most this long). Default 2 minutes, or 30 minutes as the cap of UntilStable.</summary>

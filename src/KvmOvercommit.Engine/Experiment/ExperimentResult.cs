@@ -13,6 +13,9 @@ public sealed class ExperimentResult
     /// <summary>-IoLoadPercent: the load on a fraction of the fleet (per guest IoLoaded, IopsIdle, IopsLoaded; the device's IOPS); null otherwise.</summary>
     public ExperimentIoLoadResult? IoLoad { get; set; }
 
+    /// <summary>The boot storm: each guest's IOPS from launch to ready, BootIopsPerGuest, BootSeconds, and with a device capacity MaxOverlappingBoots and RecommendedStaggerSeconds.</summary>
+    public BootStormResult? BootStorm { get; set; }
+
     /// <summary>The host the experiment ran on.</summary>
     public string HostName { get; set; } = "";
     /// <summary>The run id in the guest and overlay names.</summary>
@@ -207,6 +210,10 @@ public sealed class ExperimentSample
     public long[] GuestRssBytes { get; set; } = Array.Empty<long>();
     /// <summary>Each guest's KSM-merged pages (ksm_merging_pages), in the same order (0 when unknown).</summary>
     public long[] GuestKsmMergingPages { get; set; } = Array.Empty<long>();
+    /// <summary>IOPS of the disk under the overlays since the previous sample (Measure-DeviceIops); null for the first sample or when unknown.</summary>
+    public double? DeviceIops { get; set; }
+    /// <summary>The sum of the guests' IOPS since the previous sample (query-blockstats); null for the first sample or when unknown.</summary>
+    public double? GuestIops { get; set; }
     /// <summary>SavedBytes in MiB.</summary>
     public double SavedMiB => Units.ToMiB(SavedBytes);
     /// <summary>TotalSavedBytes in MiB.</summary>

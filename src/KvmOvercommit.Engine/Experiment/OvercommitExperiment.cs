@@ -33,7 +33,14 @@ public static class OvercommitExperiment
         if (o.MemoryMB < 16) throw Bad("MemoryTooSmall", $"-MemoryMB {o.MemoryMB} is too small (at least 16).", o.MemoryMB);
         if (o.MemoryMB > GuestLauncher.MaxMemoryMB) throw Bad("MemoryTooLarge", $"-MemoryMB {o.MemoryMB} is too large (at most {GuestLauncher.MaxMemoryMB}, 16 TiB).", o.MemoryMB);
         if (o.CpuCount is < 1 or > GuestLauncher.MaxCpuCount) throw Bad("CpuCountInvalid", $"-CpuCount {o.CpuCount} must be from 1 to {GuestLauncher.MaxCpuCount}.", o.CpuCount);
+        if (Validation.IsAutoStagger(o.StaggerSeconds)) { o.StaggerAuto = true; o.StaggerSeconds = 0; }
         Validation.StaggerSeconds(o.StaggerSeconds);
+        if (o.StaggerAuto && o.StaggerSeconds > 0) throw Bad("InvalidStagger", "-StaggerSeconds is either Auto or a number of seconds, not both.", o.StaggerSeconds);
+        if (o.DeviceIopsCapacity is double capacity) Validation.DeviceIopsCapacity(capacity);
+        bool hasFio = ToolRunner.Which("fio") is not null;
+        if (o.StaggerAuto && o.DeviceIopsCapacity is null && !hasFio)
+            throw new KvmOcException(ErrorKind.NotInstalled, "FioNotInstalled", "-StaggerSeconds Auto needs the IOPS capacity of the device under the overlays: no -DeviceIopsCapacity was given and fio, which would measure it, is not installed.", "fio",
+                "Give -DeviceIopsCapacity N (Measure-DeviceIopsCapacity on another host of this kind tells N), or install fio: apt-get install fio");
         Validation.Interval(o.Interval, Validation.MinExperimentInterval);
         Validation.Duration(o.Duration);
         if (o.Duration is TimeSpan d && d < o.Interval) throw Bad("ExperimentInvalidDuration", $"-Duration {d} is shorter than one sampling interval ({o.Interval.TotalSeconds} s).", d,
@@ -89,8 +96,13 @@ public static class OvercommitExperiment
         if (tiny) steps.Add("get the tiny guest's kernel and initramfs (Get-KvmTinyGuest)");
         if (createsBase) steps.Add($"create the small empty base image {baseImage} (qemu-img create -f qcow2, 64 MiB)");
         steps.Add($"create {o.GuestCount} qcow2 overlay(s) backed by {baseImage} (read only, never written): {string.Join(", ", overlays.Select(Path.GetFileName))}");
-        steps.Add($"start {o.GuestCount} guest(s) {names[0]}…{names[^1]}: {o.MemoryMB} MiB, {o.CpuCount} vCPU(s), accelerator {o.Accelerator}" + (o.StaggerSeconds > 0 ? $", {o.StaggerSeconds:0.#} s apart" : "")
+        steps.Add(o.DeviceIopsCapacity is double cap ? $"boot storm: the device's capacity is {cap:0.##} IOPS (-DeviceIopsCapacity)"
+            : hasFio ? $"boot storm: measure the IOPS capacity of the disk under {work} once with fio (Measure-DeviceIopsCapacity: 4 KiB random read/write for 5 s on a temporary file there, removed after)"
+            : "boot storm: no -DeviceIopsCapacity and no fio to measure it: the boot IOPS are reported without a recommended stagger");
+        steps.Add($"start {o.GuestCount} guest(s) {names[0]}…{names[^1]}: {o.MemoryMB} MiB, {o.CpuCount} vCPU(s), accelerator {o.Accelerator}"
+            + (o.StaggerAuto ? ", the first alone: its boot IOPS and seconds give the stagger of the rest (-StaggerSeconds Auto: BootSeconds / floor(capacity / boot IOPS))" : o.StaggerSeconds > 0 ? $", {o.StaggerSeconds:0.#} s apart" : "")
             + (tiny ? $", kernel + initramfs with '{kernelArgs}', then wait for each guest's ready line" : ""));
+        steps.Add("record each guest's boot IOPS (query-blockstats from the first QMP answer until " + (tiny ? "its ready line" : $"its disk is quiet for {BootIopsRecorder.QuietSeconds} s") + "): BootIopsPerGuest, BootSeconds, MaxOverlappingBoots, RecommendedStaggerSeconds");
         foreach (var p in o.Profiles)
             steps.Add($"profile {p}: unmerge every KSM page (run = 2, until pages_shared and pages_sharing are 0), set {TuningText(p)}, run = 1; sample every {o.Interval.TotalSeconds:0.##} s {profileTime}");
         steps.Add(o.KeepGuests ? "leave the guests running and their overlays in place (-KeepGuests)" : "stop the guests (QMP quit, SIGKILL if QEMU hangs) and delete the overlays" + (createsBase ? " and the base image" : "") + " the experiment created");
@@ -202,7 +214,7 @@ public static class OvercommitExperiment
             await phases.TimeAsync("overlays and boot", async () => { await SetUpAsync(plan, created, started, result, journal, observer, ct, network).ConfigureAwait(false); return 0; }).ConfigureAwait(false);
             if (network is not null) result.Fleet = await phases.TimeAsync("leases, inventory, Ansible", () => network.ReachAsync(started, o.ReadyTimeout, observer, ct)).ConfigureAwait(false);
             if (network is not null && result.Fleet is not null && o.IoLoadPercent > 0)
-                result.IoLoad = await phases.TimeAsync("I/O load", () => ExperimentIoLoadRunner.RunAsync(network, result.Fleet, started, o.IoLoad, o.IoLoadPercent, o.IoLoadSeconds, plan.WorkDirectory, observer, ct)).ConfigureAwait(false);
+                result.IoLoad = await phases.TimeAsync("I/O load", () => ExperimentIoLoadRunner.RunAsync(network, result.Fleet, started, o.IoLoad, o.IoLoadPercent, o.IoLoadSeconds, plan.WorkDirectory, observer, ct, o.Roots)).ConfigureAwait(false);
             for (int i = 0; i < o.Profiles.Length; i++)
             {
                 observer.Progress(new ProgressInfo(Activity, $"profile {o.Profiles[i]} ({i + 1} of {o.Profiles.Length})", 10 + 85 * i / o.Profiles.Length, ActivityId: MainActivity));
@@ -325,41 +337,96 @@ public static class OvercommitExperiment
         }
         QcowOverlayWriter.SyncDirectories(new[] { plan.WorkDirectory });
 
+        var (capacity, capacitySource) = await CapacityAsync(plan, observer, ct).ConfigureAwait(false);
         var accelerator = o.Accelerator;
-        for (int i = 0; i < plan.GuestNames.Length; i++)
+        double stagger = o.StaggerSeconds;
+        string? autoDecision = null;
+        var boots = new List<Task<GuestBootIops?>>();
+        using var bootCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var quietBoot = new QuietObserver(observer, warnings: true);
+        try
         {
-            if (i > 0 && o.StaggerSeconds > 0) await GuestLauncher.StaggerAsync(TimeSpan.FromSeconds(o.StaggerSeconds), plan.GuestNames[i], observer, ct).ConfigureAwait(false);
-            observer.Progress(new ProgressInfo(Activity, $"starting guest {i + 1} of {plan.GuestNames.Length}: {plan.GuestNames[i]}", 5 + 4 * i / plan.GuestNames.Length, ActivityId: MainActivity));
-            var start = new GuestStartOptions
+            for (int i = 0; i < plan.GuestNames.Length; i++)
             {
-                Name = plan.GuestNames[i],
-                DiskPath = plan.Overlays[i],
-                MemoryMB = o.MemoryMB,
-                CpuCount = o.CpuCount,
-                Accelerator = accelerator,
-                RunDirectory = o.RunDirectory,
-            };
-            if (tiny is not null)
-            {
-                start.Kernel = tiny.Kernel;
-                start.Initrd = tiny.Initrd;
-                start.KernelArguments = plan.KernelArguments;
-                start.Network = GuestNetwork.None;
-                start.NoVnc = true;
+                if (i > 0 && stagger > 0) await GuestLauncher.StaggerAsync(TimeSpan.FromSeconds(stagger), plan.GuestNames[i], observer, ct).ConfigureAwait(false);
+                observer.Progress(new ProgressInfo(Activity, $"starting guest {i + 1} of {plan.GuestNames.Length}: {plan.GuestNames[i]}", 5 + 4 * i / plan.GuestNames.Length, ActivityId: MainActivity));
+                var start = new GuestStartOptions
+                {
+                    Name = plan.GuestNames[i],
+                    DiskPath = plan.Overlays[i],
+                    MemoryMB = o.MemoryMB,
+                    CpuCount = o.CpuCount,
+                    Accelerator = accelerator,
+                    RunDirectory = o.RunDirectory,
+                };
+                if (tiny is not null)
+                {
+                    start.Kernel = tiny.Kernel;
+                    start.Initrd = tiny.Initrd;
+                    start.KernelArguments = plan.KernelArguments;
+                    start.Network = GuestNetwork.None;
+                    start.NoVnc = true;
+                }
+                network?.Apply(start, plan.GuestNames[i]);
+                var launch = GuestLauncher.Plan(start, i == 0 ? observer : new QuietObserver(observer, warnings: false), o.Roots);
+                // Auto under a /dev/kvm that opens but does not work: the launcher retries under TCG (with a warning);
+                // the later guests then go straight to TCG.
+                journal.SetGuest(launch.Name, 0, launch.RunDirectory);
+                long launched = Stopwatch.GetTimestamp();
+                var guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
+                journal.SetGuest(guest.Name, guest.Id, guest.RunDirectory);
+                if (accelerator == GuestAccelerator.Auto && launch.Accelerator == "kvm" && guest.Accelerator == "tcg")
+                    accelerator = GuestAccelerator.Tcg;
+                started.Add(guest);
+                result.Accelerator = guest.Accelerator ?? launch.Accelerator;
+                Func<bool>? readyLine = tiny is null ? null : () => AutoStagger.SerialLogSays(guest, tiny.ReadyMarker);
+                boots.Add(BootIopsRecorder.RecordAsync(guest, launched, readyLine, quietRule: tiny is null, o.ReadyTimeout, quietBoot, bootCts.Token));
+                if (i == 0 && o.StaggerAuto)
+                {
+                    observer.Progress(new ProgressInfo(Activity, $"-StaggerSeconds Auto: measuring the boot of {guest.Name}", 5, ActivityId: MainActivity));
+                    if (tiny is not null) await WaitReadyAsync(started, tiny.ReadyMarker, o, observer, ct).ConfigureAwait(false);
+                    var first = await boots[0].ConfigureAwait(false)
+                        ?? throw new KvmOcException(ErrorKind.InvalidOperation, "BootIopsUnknown", $"-StaggerSeconds Auto: the block statistics of guest '{guest.Name}' could not be read over QMP.", guest.Name, "Give a number of seconds to -StaggerSeconds.");
+                    var decision = BootStorm.Summarize(new[] { first }, capacity, capacitySource, o.GuestCount, 0, true);
+                    stagger = decision.RecommendedStaggerSeconds ?? 0;
+                    autoDecision = $"-StaggerSeconds Auto, from the boot of the first guest alone: {decision.Explanation} The other guests started {BootStorm.N(stagger)} s apart.";
+                    observer.Verbose(autoDecision);
+                }
             }
-            network?.Apply(start, plan.GuestNames[i]);
-            var launch = GuestLauncher.Plan(start, i == 0 ? observer : new QuietObserver(observer, warnings: false), o.Roots);
-            // Auto under a /dev/kvm that opens but does not work: the launcher retries under TCG (with a warning);
-            // the later guests then go straight to TCG.
-            journal.SetGuest(launch.Name, 0, launch.RunDirectory);
-            var guest = await GuestLauncher.StartAsync(launch, observer, ct, o.Roots).ConfigureAwait(false);
-            journal.SetGuest(guest.Name, guest.Id, guest.RunDirectory);
-            if (accelerator == GuestAccelerator.Auto && launch.Accelerator == "kvm" && guest.Accelerator == "tcg")
-                accelerator = GuestAccelerator.Tcg;
-            started.Add(guest);
-            result.Accelerator = guest.Accelerator ?? launch.Accelerator;
+            if (tiny is not null) await WaitReadyAsync(started, tiny.ReadyMarker, o, observer, ct).ConfigureAwait(false);
+            var recorded = await Task.WhenAll(boots).ConfigureAwait(false);
+            result.BootStorm = BootStorm.Summarize(recorded.OfType<GuestBootIops>().ToList(), capacity, capacitySource, o.GuestCount, stagger, o.StaggerAuto);
+            if (autoDecision is not null) result.BootStorm.Explanation = autoDecision + " All guests: " + result.BootStorm.Explanation;
+            observer.Verbose($"Boot storm: {result.BootStorm.Explanation}");
         }
-        if (tiny is not null) await WaitReadyAsync(started, tiny.ReadyMarker, o, observer, ct).ConfigureAwait(false);
+        finally
+        {
+            bootCts.Cancel();
+            try { await Task.WhenAll(boots).ConfigureAwait(false); } catch (OperationCanceledException) { }
+        }
+    }
+
+    /// <summary>The device capacity for the boot storm: given, else measured once with fio in the work folder (where fio exists); a failed probe is a warning unless -StaggerSeconds Auto needs it.</summary>
+    static async Task<(double?, string?)> CapacityAsync(ExperimentPlan plan, IOperationObserver observer, CancellationToken ct)
+    {
+        var o = plan.Options;
+        if (o.DeviceIopsCapacity is double c) return (c, "-DeviceIopsCapacity");
+        if (ToolRunner.Which("fio") is null)
+        {
+            observer.Verbose("No -DeviceIopsCapacity and no fio to measure it: the boot storm gets no recommended stagger.");
+            return (null, null);
+        }
+        observer.Progress(new ProgressInfo(Activity, "measuring the device's IOPS capacity (fio, 5 s)", 4, ActivityId: MainActivity));
+        try
+        {
+            var (iops, source) = await AutoStagger.CapacityAsync(null, plan.WorkDirectory, new QuietObserver(observer, warnings: true), ct, o.StaggerAuto ? "-StaggerSeconds Auto" : "The boot storm's recommendation").ConfigureAwait(false);
+            return (iops, source);
+        }
+        catch (KvmOcException e) when (!o.StaggerAuto)
+        {
+            observer.Warning($"The device's IOPS capacity could not be measured ({e.Message}); the boot storm gets no recommended stagger.");
+            return (null, null);
+        }
     }
 
     static async Task WaitReadyAsync(List<KvmGuest> guests, string marker, ExperimentOptions o, IOperationObserver observer, CancellationToken ct)
@@ -430,8 +497,11 @@ public static class OvercommitExperiment
             : null;
         var watch = new KsmWatchOptions { Interval = o.Interval, Duration = o.ProfileDuration, UntilStable = o.UntilStable };
         var warnedGone = new HashSet<string>();
+        // IOPS beside every sample (the disk under the overlays, the guests' sum); its QMP connections end with the loop.
+        ExperimentIopsTracker? iops = null;
         try
         {
+            iops = await ExperimentIopsTracker.OpenAsync(guests, Io.BlockDevices.WholeDiskOf(plan.WorkDirectory), o.Roots, ct).ConfigureAwait(false);
             await foreach (var s in new KsmWatcher(roots, quiet).WatchAsync(watch, ct).ConfigureAwait(false))
             {
                 if (adaptive is { IsFaulted: true }) await adaptive.ConfigureAwait(false); // its error, now
@@ -439,6 +509,9 @@ public static class OvercommitExperiment
                 for (int i = 0; i < now.Count; i++)
                     if (now[i] is null && warnedGone.Add(guests[i].Name)) observer.Warning($"Guest '{guests[i].Name}' (pid {guests[i].Id}) is gone; it no longer counts.");
                 var sample = Sample(profile, s.Index, s.Elapsed.TotalSeconds, s.Stat, s, now, baselineRss);
+                var io = await iops.NextAsync(ct).ConfigureAwait(false);
+                sample.DeviceIops = io.DeviceIops;
+                sample.GuestIops = io.GuestIops;
                 samples.Add(sample);
                 result.Stable = s.Stable;
                 double total = o.ProfileDuration.TotalSeconds;
@@ -449,6 +522,7 @@ public static class OvercommitExperiment
         }
         finally
         {
+            if (iops is not null) await iops.DisposeAsync().ConfigureAwait(false);
             if (adaptive is not null)
             {
                 tunerCts.Cancel();

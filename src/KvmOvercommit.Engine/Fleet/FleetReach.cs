@@ -182,12 +182,20 @@ public static class FleetReach
             "randomwrite" => "while :; do dd if=/dev/zero of=/dev/vda bs=4096 count=1 seek=$((RANDOM % 4096)) oflag=direct 2>/dev/null; done",
             _ => throw new KvmOcException(ErrorKind.InvalidArgument, "IoLoadInvalid", $"'{kind}' is not an I/O load (Read, Write, RandomWrite).", kind),
         };
-        var body = seconds is { } s ? $"timeout {s.ToString(CultureInfo.InvariantCulture)} sh -c '{loop}'" : loop;
+        // The detached shell records its pid (= its process group, made by setsid) and execs the loop, so the stop
+        // command can end the whole group: this guest's busybox has no pkill.
+        var body = $"echo $$ > {IoLoadPidFile}; exec " + (seconds is { } s ? $"timeout {s.ToString(CultureInfo.InvariantCulture)} sh -c '{loop}'" : $"sh -c '{loop}'");
         return $"setsid sh -c \"{body.Replace("\"", "\\\"", StringComparison.Ordinal).Replace("$", "\\$", StringComparison.Ordinal)}\" </dev/null >/dev/null 2>&1 & sleep 1";
     }
 
-    /// <summary>The command that stops every I/O loop IoLoadCommand started (kills the loops and their dd).</summary>
-    public const string StopIoLoadCommand = "pkill -f 'of=/dev/vda|if=/dev/vda'; pkill dd; true";
+    /// <summary>Where the loop IoLoadCommand starts records its process group (in the guest's root file system).</summary>
+    public const string IoLoadPidFile = "/kvmoc-io-load.pid";
+
+    /// <summary>
+    /// The command that stops the I/O loop IoLoadCommand started: SIGTERM to its process group, then any dd left.
+    /// (It used pkill, which Debian's busybox does not have: the loops ran on to their timeout.)
+    /// </summary>
+    public const string StopIoLoadCommand = "kill -TERM -$(cat " + IoLoadPidFile + ") 2>/dev/null; killall dd 2>/dev/null; rm -f " + IoLoadPidFile + "; true";
 
     /// <summary>Host names in ansible-inventory --list JSON (_meta.hostvars).</summary>
     public static string[] HostsOf(string listJson)

@@ -239,9 +239,9 @@ public sealed class ProcessIopsSampler
         return Qemu.QemuCommandLine.Parse(argv).Name ?? comm;
     }
 
-    sealed record Reading(ProcessIoCounters? Io, List<CgroupIoStat>? Cg, long Ticks);
+    internal sealed record Reading(ProcessIoCounters? Io, List<CgroupIoStat>? Cg, long Ticks);
 
-    Reading ReadOne(int pid, string? ioStatPath)
+    internal Reading ReadOne(int pid, string? ioStatPath)
     {
         var io = ProcessIoCounters.Parse(TryRead(_roots.Pid(pid, "io")));
         var cg = ioStatPath is null ? null : CgroupIoStat.Parse(TryRead(ioStatPath));
@@ -290,6 +290,43 @@ public sealed class ProcessIopsSampler
                 yield return r;
             }
             if (state.Count == 0) yield break;
+        }
+    }
+
+    /// <summary>
+    /// One process read on demand (the experiment samples QEMUs side by side with guests and the device): each
+    /// <see cref="ProcessIoTracker.Next"/> returns the rates since the previous call, as <see cref="SampleAsync"/> would.
+    /// </summary>
+    public ProcessIoTracker? Track(ProcessTarget target)
+    {
+        var (rel, ioStat, _) = FindOwnIoCgroup(target.Id);
+        var first = ReadOne(target.Id, ioStat);
+        return first.Io is null ? null : new ProcessIoTracker(this, target, ioStat is null ? null : rel, ioStat, first);
+    }
+
+    /// <summary>See <see cref="Track"/>.</summary>
+    public sealed class ProcessIoTracker
+    {
+        readonly ProcessIopsSampler _owner;
+        readonly ProcessTarget _target;
+        readonly string? _cgroup, _ioStat;
+        Reading _prev;
+        int _sample;
+
+        internal ProcessIoTracker(ProcessIopsSampler owner, ProcessTarget target, string? cgroup, string? ioStat, Reading first)
+        {
+            _owner = owner; _target = target; _cgroup = cgroup; _ioStat = ioStat; _prev = first;
+        }
+
+        /// <summary>The rates since the previous reading; null once the process is gone.</summary>
+        public ProcessIops? Next()
+        {
+            var cur = _owner.ReadOne(_target.Id, _ioStat);
+            if (cur.Io is null) return null;
+            var r = Compute(_target, _prev.Io!, cur.Io, _prev.Cg, cur.Cg, Stopwatch.GetElapsedTime(_prev.Ticks, cur.Ticks).TotalSeconds, DateTimeOffset.UtcNow, _cgroup);
+            r.Sample = ++_sample;
+            _prev = cur;
+            return r;
         }
     }
 

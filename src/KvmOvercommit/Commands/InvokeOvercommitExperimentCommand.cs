@@ -16,8 +16,11 @@ namespace KvmOvercommit.Commands;
 /// saving and the resident saving over time, the time to 90 % of the final saving, ksmd CPU seconds, the overcommit
 /// ratio achieved, EstimatedAdditionalGuests, and the samples. At the end — also on Ctrl+C and on failure — it stops its
 /// guests, deletes only the files it created (never the base image, which is only read), and restores every KSM
-/// setting it found. -KeepGuests leaves the guests and overlays. -ReportPath writes experiment.json, samples.csv and
-/// saved-memory.svg. -WhatIf shows the plan and does nothing. Needs root (it tunes KSM).
+/// setting it found. -KeepGuests leaves the guests and overlays. -ReportPath writes experiment.json, samples.csv (with
+/// the device's and the guests' IOPS per sample), saved-memory.svg (with an IOPS chart) and, with -Network Isolated,
+/// inventory.ini. Result.BootStorm has each guest's IOPS from launch to ready, BootIopsPerGuest, BootSeconds and, with
+/// a device capacity (-DeviceIopsCapacity, or measured with fio), MaxOverlappingBoots and RecommendedStaggerSeconds;
+/// -StaggerSeconds Auto uses it. -WhatIf shows the plan and does nothing. Needs root (it tunes KSM).
 /// </remarks>
 /// <example>
 /// <code>Invoke-OvercommitExperiment -GuestCount 4 -KsmProfile Default,Aggressive,Adaptive -Duration 00:02:00 -ReportPath ./report</code>
@@ -26,6 +29,10 @@ namespace KvmOvercommit.Commands;
 /// <example>
 /// <code>Invoke-OvercommitExperiment -BaseImage win7-base.qcow2 -GuestCount 30 -MemoryMB 4048 -CpuCount 2 -StaggerSeconds 60 -KsmProfile Aggressive,Adaptive -UntilStable</code>
 /// <para>The blog's experiment on a real host: 30 Windows 7 guests on overlays of one base image, one a minute.</para>
+/// </example>
+/// <example>
+/// <code>(Invoke-OvercommitExperiment -GuestCount 4 -StaggerSeconds Auto -DeviceIopsCapacity 2000 -KsmProfile Default -Duration 10).BootStorm | Format-List</code>
+/// <para>The boot storm: each guest's boot IOPS, BootIopsPerGuest, BootSeconds, how many boots may overlap under 2000 IOPS and the stagger that keeps them under it (used for the guests after the first).</para>
 /// </example>
 /// <example>
 /// <code>(Invoke-OvercommitExperiment -GuestCount 2 -Duration 00:00:30).Profiles | Format-Table</code>
@@ -61,10 +68,14 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
     [ValidateRange(1, 1024)]
     public int CpuCount { get; set; } = 1;
 
-    /// <summary>Seconds between guest starts (the blog's sleep 60; default 0): a number of seconds (1.5) or a TimeSpan; from 0 to 86400 seconds.</summary>
+    /// <summary>Seconds between guest starts (the blog's sleep 60; default 0): a number of seconds (1.5) or a TimeSpan, from 0 to 86400 seconds; or Auto: the first guest boots alone and its boot IOPS and seconds give the stagger of the rest (Result.BootStorm.RecommendedStaggerSeconds).</summary>
     [Parameter]
     [SecondsTransformation]
     public double StaggerSeconds { get; set; }
+
+    /// <summary>What the device under the overlays sustains, in IOPS, for the boot storm's MaxOverlappingBoots and RecommendedStaggerSeconds; without it, it is measured once with Measure-DeviceIopsCapacity's fio probe (5 s) in the work folder.</summary>
+    [Parameter]
+    public double? DeviceIopsCapacity { get; set; }
 
     /// <summary>The KSM profiles to compare, one after the other on the same guests: Default, Aggressive, Advisor, Adaptive (default Default, Aggressive, Adaptive).</summary>
     [Parameter]
@@ -166,6 +177,7 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
             MemoryMB = MemoryMB,
             CpuCount = CpuCount,
             StaggerSeconds = StaggerSeconds,
+            DeviceIopsCapacity = DeviceIopsCapacity,
             Profiles = KsmProfile,
             Duration = Duration,
             UntilStable = UntilStable,

@@ -12,12 +12,20 @@ namespace KvmOvercommit.Commands;
 /// cmdline.json. A disk piped in from New-QcowOverlay or Get-ChildItem binds to -DiskPath; the guest name defaults to
 /// the disk's file name without extension. A taken name or VNC display is refused; a missing disk is an error; when
 /// QEMU fails, the error carries QEMU's own message and nothing is left running. -StaggerSeconds waits between
-/// pipeline items (not before the first), like the blog's `sleep 60`. -Verbose shows the exact command line; -WhatIf
-/// shows it and starts nothing.
+/// pipeline items (not before the first), like the blog's `sleep 60`; -StaggerSeconds Auto boots the first guest
+/// alone, measures its boot IOPS (query-blockstats from the first QMP answer until the tiny guest's ready line, or
+/// until its disk is quiet for 5 s) and starts the rest RecommendedStaggerSeconds apart: BootSeconds /
+/// floor(capacity / boot IOPS), the smallest stagger that keeps the overlapping boots under the device's IOPS capacity
+/// (-DeviceIopsCapacity, or measured once with Measure-DeviceIopsCapacity's fio probe in the first disk's folder).
+/// -Verbose shows the exact command line and the stagger's arithmetic; -WhatIf shows the command line and starts nothing.
 /// </remarks>
 /// <example>
 /// <code>1..30 | % { "win7-$_.qcow2" } | New-QcowOverlay -BackingPath win7-base.qcow2 | Start-KvmGuest -MemoryMB 4048 -CpuCount 2 -StaggerSeconds 60</code>
 /// <para>The blog's experiment: 30 guests on overlays of one base image, one a minute.</para>
+/// </example>
+/// <example>
+/// <code>1..10 | % { "web-$_.qcow2" } | New-QcowOverlay -BackingPath web-base.qcow2 | Start-KvmGuest -MemoryMB 1024 -StaggerSeconds Auto -DeviceIopsCapacity 5000 -Verbose</code>
+/// <para>The boot storm without guessing a sleep: the first guest's boot IOPS decide how far apart the others start to stay under 5000 IOPS.</para>
 /// </example>
 /// <example>
 /// <code>Get-KvmTinyGuest | Start-KvmGuest -Name tiny1 -MemoryMB 128 -KernelArguments 'kvmoc.fill=64,1' -PassThru</code>
@@ -121,10 +129,14 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     [Parameter]
     public string[] ExtraArgument { get; set; } = Array.Empty<string>();
 
-    /// <summary>Seconds to wait between guests of one pipeline (not before the first): a number of seconds (1.5) or a TimeSpan (New-TimeSpan -Minutes 1); from 0 to 86400 seconds.</summary>
+    /// <summary>Seconds to wait between guests of one pipeline (not before the first): a number of seconds (1.5) or a TimeSpan (New-TimeSpan -Minutes 1), from 0 to 86400 seconds; or Auto: the first guest's boot IOPS and the device's capacity give the smallest stagger that keeps the overlapping boots under that capacity.</summary>
     [Parameter]
     [SecondsTransformation]
     public double StaggerSeconds { get; set; }
+
+    /// <summary>With -StaggerSeconds Auto: what the device under the disks sustains, in IOPS (Measure-DeviceIopsCapacity tells it); without it, it is measured once with fio in the first disk's folder.</summary>
+    [Parameter]
+    public double? DeviceIopsCapacity { get; set; }
 
     /// <summary>The folder under which each guest's run directory &lt;RunDirectory&gt;/&lt;Name&gt; is made.</summary>
     [Parameter]
@@ -183,11 +195,18 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     /// <inheritdoc />
     protected override void BeginProcessing()
     {
-        _stagger = Validate(() => Validation.StaggerSeconds(StaggerSeconds));
+        _auto = Validation.IsAutoStagger(StaggerSeconds);
+        if (!_auto) _stagger = Validate(() => Validation.StaggerSeconds(StaggerSeconds));
+        if (DeviceIopsCapacity is double c) Validate(() => Validation.DeviceIopsCapacity(c));
+        if (DeviceIopsCapacity is not null && !_auto) WriteWarning("-DeviceIopsCapacity is used only with -StaggerSeconds Auto; it is ignored here.");
         Validate(() => Validation.TimeoutSeconds(TimeoutSeconds));
     }
 
     TimeSpan _stagger;
+    bool _auto;
+
+    /// <summary>With -StaggerSeconds Auto: the boot storm the first guest gave (its stagger is the one used).</summary>
+    Engine.Experiment.BootStormResult? _storm;
 
     /// <inheritdoc />
     protected override void ProcessRecord()
@@ -225,12 +244,24 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
         {
             var plan = GuestLauncher.Plan(options, SyncObserver);
             if (!ShouldProcess(plan.Name, $"Start QEMU guest: {plan.CommandLine}")) return;
-            bool stagger = _launched++ > 0 && _stagger > TimeSpan.Zero;
+            bool first = _launched++ == 0;
+            bool stagger = !first && _stagger > TimeSpan.Zero;
             InvokeAsync(async (observer, emit, ct) =>
             {
                 if (stagger) await GuestLauncher.StaggerAsync(_stagger, plan.Name, observer, ct).ConfigureAwait(false);
+                (double Iops, string Source)? capacity = null;
+                // Measured before the first boot, on a quiet device.
+                if (first && _auto)
+                    capacity = await Engine.Experiment.AutoStagger.CapacityAsync(DeviceIopsCapacity, options.DiskPath is string d ? Path.GetDirectoryName(d)! : SessionState.Path.CurrentFileSystemLocation.Path, observer, ct).ConfigureAwait(false);
+                long launched = System.Diagnostics.Stopwatch.GetTimestamp();
                 var guest = await GuestLauncher.StartAsync(plan, observer, ct).ConfigureAwait(false);
                 if (PassThru) emit(guest);
+                if (capacity is { } c)
+                {
+                    _storm = await Engine.Experiment.AutoStagger.FromFirstGuestAsync(guest, launched, c.Iops, c.Source, options.StartTimeout + TimeSpan.FromMinutes(5), observer, ct).ConfigureAwait(false);
+                    _stagger = TimeSpan.FromSeconds(_storm.StaggerSeconds);
+                    observer.Verbose($"-StaggerSeconds Auto: the next guests start {_storm.StaggerSeconds.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)} s apart.");
+                }
             });
         });
     }

@@ -168,7 +168,9 @@ public class FleetUnitTests
     [Fact]
     public void IoLoadCommandsRunDetachedAndRandomWritesDrawANewBlockEachTime()
     {
-        Assert.Equal("setsid sh -c \"timeout 30 sh -c 'while :; do dd if=/dev/zero of=/dev/vda bs=4096 count=256 oflag=direct 2>/dev/null; done'\" </dev/null >/dev/null 2>&1 & sleep 1", KvmOvercommit.Engine.Fleet.FleetReach.IoLoadCommand("Write", 30));
+        Assert.Equal("setsid sh -c \"echo \\$\\$ > /kvmoc-io-load.pid; exec timeout 30 sh -c 'while :; do dd if=/dev/zero of=/dev/vda bs=4096 count=256 oflag=direct 2>/dev/null; done'\" </dev/null >/dev/null 2>&1 & sleep 1", KvmOvercommit.Engine.Fleet.FleetReach.IoLoadCommand("Write", 30));
+        // The stop ends that process group (the guest's busybox has no pkill).
+        Assert.Equal("kill -TERM -$(cat /kvmoc-io-load.pid) 2>/dev/null; killall dd 2>/dev/null; rm -f /kvmoc-io-load.pid; true", KvmOvercommit.Engine.Fleet.FleetReach.StopIoLoadCommand);
         Assert.Contains("seek=\\$((RANDOM % 4096))", KvmOvercommit.Engine.Fleet.FleetReach.IoLoadCommand("RandomWrite"));
         Assert.Contains("iflag=direct", KvmOvercommit.Engine.Fleet.FleetReach.IoLoadCommand("read"));
         Assert.Equal("IoLoadInvalid", Assert.Throws<KvmOcException>(() => KvmOvercommit.Engine.Fleet.FleetReach.IoLoadCommand("Trim")).ErrorId);

@@ -103,12 +103,18 @@ public static class OvercommitExperiment
             + (o.StaggerAuto ? ", the first alone: its boot IOPS and seconds give the stagger of the rest (-StaggerSeconds Auto: BootSeconds / floor(capacity / boot IOPS))" : o.StaggerSeconds > 0 ? $", {o.StaggerSeconds:0.#} s apart" : "")
             + (tiny ? $", kernel + initramfs with '{kernelArgs}', then wait for each guest's ready line" : ""));
         steps.Add("record each guest's boot IOPS (query-blockstats from the first QMP answer until " + (tiny ? "its ready line" : $"its disk is quiet for {BootIopsRecorder.QuietSeconds} s") + "): BootIopsPerGuest, BootSeconds, MaxOverlappingBoots, RecommendedStaggerSeconds");
+        // In the order RunAsync does it: the network before anything else, the blog's loop and the load after the boot.
+        if (o.Network == ExperimentNetworkMode.Isolated)
+        {
+            var net = ExperimentNetwork.PlanSteps(work).ToArray();
+            steps.InsertRange(0, net[..^1]);
+            steps.Add(net[^1]);
+        }
+        if (o.IoLoadPercent > 0) steps.Add($"start a {o.IoLoad} load in {ExperimentIoLoadRunner.LoadedCount(o.GuestCount, o.IoLoadPercent)} of {o.GuestCount} guest(s) ({o.IoLoadPercent}%) through Ansible; sample every guest's IOPS and the overlays' disk for {o.IoLoadSeconds} s; stop it");
         foreach (var p in o.Profiles)
             steps.Add($"profile {p}: unmerge every KSM page (run = 2, until pages_shared and pages_sharing are 0), set {TuningText(p)}, run = 1; sample every {o.Interval.TotalSeconds:0.##} s {profileTime}");
         steps.Add(o.KeepGuests ? "leave the guests running and their overlays in place (-KeepGuests)" : "stop the guests (QMP quit, SIGKILL if QEMU hangs) and delete the overlays" + (createsBase ? " and the base image" : "") + " the experiment created");
         steps.Add($"restore every KSM setting as found (run = {ksm.Run}, pages_to_scan = {ksm.PagesToScan}, sleep_millisecs = {ksm.SleepMilliseconds}" + (ksm.AdvisorMode is null ? "" : $", advisor_mode = {ksm.AdvisorMode}") + ")");
-        if (o.Network == ExperimentNetworkMode.Isolated) steps.InsertRange(steps.Count - 2, ExperimentNetwork.PlanSteps(work));
-        if (o.IoLoadPercent > 0) steps.Insert(steps.Count - 2, $"start a {o.IoLoad} load in {ExperimentIoLoadRunner.LoadedCount(o.GuestCount, o.IoLoadPercent)} of {o.GuestCount} guest(s) ({o.IoLoadPercent}%) through Ansible; sample every guest's IOPS and the overlays' disk for {o.IoLoadSeconds} s; stop it");
         if (o.ReportPath is not null) steps.Add($"write {ExperimentReportWriter.JsonFile}, {ExperimentReportWriter.CsvFile} and {ExperimentReportWriter.SvgFile} into {Path.GetFullPath(o.ReportPath)}");
         return new ExperimentPlan
         {

@@ -19,6 +19,11 @@ public class ExperimentNetworkPlanTests
         Assert.Contains(plan.Steps, s => s.Contains("dnsmasq --port=0 --interface=kvbr0", StringComparison.Ordinal));
         Assert.Contains(plan.Steps, s => s == "start a RandomWrite load in 2 of 4 guest(s) (50%) through Ansible; sample every guest's IOPS and the overlays' disk for 20 s; stop it");
         Assert.Contains(plan.Steps, s => s.StartsWith("(cleanup) stop dnsmasq; ip netns delete", StringComparison.Ordinal));
+        // In the order the run does it: network, guests, the blog's loop, the load, then the KSM profiles.
+        int At(string start) => Array.FindIndex(plan.Steps, s => s.StartsWith(start, StringComparison.Ordinal));
+        var order = new[] { At("ip netns add"), At("start 4 guest(s)"), At("boot the fleet tiny guest"), At("start a RandomWrite load"), At("profile Default") };
+        Assert.All(order, i => Assert.True(i >= 0, string.Join(" | ", plan.Steps)));
+        Assert.Equal(order.OrderBy(i => i), order);
 
         void Refused(string id, ExperimentOptions o)
         {

@@ -75,6 +75,8 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         var diskCache = new Option<string?>("--disk-cache") { Description = "The disk's cache mode: none (O_DIRECT on the host), writeback (default), writethrough, directsync, unsafe." };
         cmd.Options.Add(netns);
         cmd.Options.Add(diskCache);
+        var cgroup = new Option<string?>("--cgroup") { Description = "Start QEMU inside this memory cgroup (a folder, or a name under /sys/fs/cgroup/memory); its limit then holds the guest (Start-KvmGuest -Cgroup)." };
+        cmd.Options.Add(cgroup);
         cmd.Arguments.Add(disks);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
@@ -110,7 +112,7 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
                         RunDirectory = parse.GetValue(runDir), StartTimeout = startTimeout,
                         MemoryMerge = !parse.GetValue(noMerge), FreePageReporting = reporting, DeflateOnOom = parse.GetValue(deflate),
                         IopsLimit = parse.GetValue(iopsLimit), BpsLimit = parse.GetValue(bpsLimit),
-                        NetworkNamespace = parse.GetValue(netns), DiskCache = parse.GetValue(diskCache),
+                        NetworkNamespace = parse.GetValue(netns), DiskCache = parse.GetValue(diskCache), Cgroup = parse.GetValue(cgroup),
                     }, run);
                     if (parse.GetValue(whatIf))
                     {

@@ -48,6 +48,11 @@ public sealed class ExperimentCli : ICliCommandProvider
         cmd.Options.Add(ioLoad);
         cmd.Options.Add(ioSeconds);
         cmd.Options.Add(capacityOpt);
+        var cgroup = new Option<string?>("--cgroup") { Description = "Run the guests in this existing memory cgroup (with a limit); the estimate is sized against it." };
+        var cgroupLimit = new Option<long?>("--cgroup-limit-mb") { Description = "Create a memory cgroup with this limit (MiB) for the run, start the guests in it, remove it at the end." };
+        var validate = new Option<bool>("--validate-estimate") { Description = "After the profiles, boot guests of the same kind into the cgroup until one no longer fits; report predicted against actual (needs --cgroup or --cgroup-limit-mb)." };
+        var headroom = new Option<double>("--headroom-percent") { Description = "Percent of host memory (with a cgroup: of its limit) kept free in the estimate (default 10).", DefaultValueFactory = _ => 10 };
+        foreach (var o in new Option[] { cgroup, cgroupLimit, validate, headroom }) cmd.Options.Add(o);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
             if (parse.GetValue(recover)) { await RecoverCli.RunAsync(HostJournal.ExperimentKind, run, parse.GetValue(whatIf), ct).ConfigureAwait(false); return; }
@@ -73,6 +78,10 @@ public sealed class ExperimentCli : ICliCommandProvider
                 IoLoadPercent = parse.GetValue(ioPercent),
                 IoLoad = parse.GetValue(ioLoad),
                 IoLoadSeconds = parse.GetValue(ioSeconds),
+                Cgroup = parse.GetValue(cgroup),
+                CgroupLimitMB = parse.GetValue(cgroupLimit),
+                ValidateEstimate = parse.GetValue(validate),
+                HeadroomPercent = parse.GetValue(headroom),
             };
             if (ParseProfiles(parse.GetValue(profiles)) is { } p) options.Profiles = p;
             var plan = OvercommitExperiment.Plan(options, run);
@@ -113,6 +122,13 @@ public sealed class ExperimentCli : ICliCommandProvider
                 run.Out.WriteLine($"boot storm: {boot.BootIopsPerGuest} IOPS per guest for {boot.BootSeconds} s; capacity {(boot.DeviceIopsCapacity is double c ? $"{c} IOPS ({boot.CapacitySource})" : "unknown")}; MaxOverlappingBoots {boot.MaxOverlappingBoots?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "–"}, RecommendedStaggerSeconds {boot.RecommendedStaggerSeconds?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "–"}{(boot.StaggerAuto ? $" (Auto: started {boot.StaggerSeconds} s apart)" : "")}");
                 CliOutput.WriteTable(run.Out, boot.Guests, new[] { "Name", "BootSeconds", "Operations", "Iops", "ReadyBy" });
                 run.Out.WriteLine(run.Rewrite(boot.Explanation));
+                run.Out.WriteLine();
+            }
+            if (result.Validation is { } v)
+            {
+                run.Out.WriteLine($"estimate checked in {v.Cgroup} (limit {Units.ToMiB(v.LimitBytes)} MiB, {v.BaseGuests} guest(s), {Units.ToMiB(v.PerGuestBytes)} MiB per guest): predicted {v.PredictedAdditionalGuests?.ToString() ?? "–"}, actual {v.ActualAdditionalGuests} more guest(s), error {(v.ErrorPercent is double e ? e + "%" : "–")} ({(v.WithinGoal ? "within" : "NOT within")} 15% or 1 guest)");
+                run.Out.WriteLine($"  stopped: {v.StopReason}");
+                foreach (var line in v.Explanation) run.Out.WriteLine("  " + line);
                 run.Out.WriteLine();
             }
             run.Out.WriteLine("phases: " + string.Join(", ", result.Phases.Select(x => x.ToString())));

@@ -78,6 +78,8 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
         cmd.Options.Add(netns);
         cmd.Options.Add(diskCache);
         cmd.Options.Add(capacityOpt);
+        var cgroup = new Option<string?>("--cgroup") { Description = "Start QEMU inside this memory cgroup (a folder, or a name under /sys/fs/cgroup/memory); its limit then holds the guest (Start-KvmGuest -Cgroup)." };
+        cmd.Options.Add(cgroup);
         cmd.Arguments.Add(disks);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
@@ -116,7 +118,7 @@ public sealed class GuestsCli : ICliCommandProvider, IGuestSubcommandProvider
                         RunDirectory = parse.GetValue(runDir), StartTimeout = startTimeout,
                         MemoryMerge = !parse.GetValue(noMerge), FreePageReporting = reporting, DeflateOnOom = parse.GetValue(deflate),
                         IopsLimit = parse.GetValue(iopsLimit), BpsLimit = parse.GetValue(bpsLimit),
-                        NetworkNamespace = parse.GetValue(netns), DiskCache = parse.GetValue(diskCache),
+                        NetworkNamespace = parse.GetValue(netns), DiskCache = parse.GetValue(diskCache), Cgroup = parse.GetValue(cgroup),
                     }, run);
                     if (parse.GetValue(whatIf))
                     {

@@ -147,10 +147,14 @@ public sealed class HostCli : ICliCommandProvider
         cmd.Options.Add(headroom);
         cmd.Options.Add(iops);
         cmd.Options.Add(skip);
+        var cgroup = new Option<string?>("--cgroup") { Description = "Size EstimatedAdditionalGuests against this memory cgroup's limit (folder or name under /sys/fs/cgroup/memory) instead of the host (Get-OvercommitReport -Cgroup)." };
+        cmd.Options.Add(cgroup);
         var budget = IopsCapacityCli.ReportOptions(cmd);
         ctx.SetAction(cmd, async (parse, run, ct) =>
         {
-            var report = await IopsCapacityCli.Builder(parse, budget).BuildAsync(parse.GetValue(headroom), parse.GetValue(iops), !parse.GetValue(skip), run, ct).ConfigureAwait(false);
+            var builder = IopsCapacityCli.Builder(parse, budget);
+            builder.Cgroup = parse.GetValue(cgroup);
+            var report = await builder.BuildAsync(parse.GetValue(headroom), parse.GetValue(iops), !parse.GetValue(skip), run, ct).ConfigureAwait(false);
             if (run.Json) { run.WriteResults(new[] { report }); return; }
             // The scalar figures as a list, then the disks and the arithmetic one per line.
             var scalars = typeof(OvercommitReport).GetProperties()

@@ -41,6 +41,7 @@ namespace KvmOvercommit.Engine;
 [JsonSerializable(typeof(ExperimentProfileResult))]
 [JsonSerializable(typeof(ExperimentResult))]
 [JsonSerializable(typeof(ExperimentSample))]
+[JsonSerializable(typeof(ExperimentValidation))]
 [JsonSerializable(typeof(AnsibleInventoryWriter.Host))]
 [JsonSerializable(typeof(DnsmasqLease))]
 [JsonSerializable(typeof(FleetGuestReach))]

@@ -81,6 +81,15 @@ public sealed class ExperimentOptions
     /// <summary>Seconds the load is sampled (guests and the device side by side).</summary>
     public int IoLoadSeconds { get; set; } = 10;
 
+    /// <summary>Run the guests in this existing memory cgroup (folder or name under /sys/fs/cgroup/memory); the estimate is sized against its limit.</summary>
+    public string? Cgroup { get; set; }
+
+    /// <summary>Create a memory cgroup with this limit (MiB) for the run, start the guests in it and remove it at the end; the estimate is sized against it.</summary>
+    public long? CgroupLimitMB { get; set; }
+
+    /// <summary>After the profiles, check the estimate: boot more guests of the same kind into the cgroup until one no longer fits (OOM kill, or a guest that cannot get ready), and report PredictedAdditionalGuests next to ActualAdditionalGuests.</summary>
+    public bool ValidateEstimate { get; set; }
+
     /// <summary>The per-profile duration when none is given.</summary>
     public static readonly TimeSpan DefaultDuration = TimeSpan.FromMinutes(2);
     /// <summary>The cap of an -UntilStable profile when no duration is given.</summary>
@@ -115,6 +124,10 @@ public sealed class ExperimentPlan
     public string? KernelArguments { get; set; }
     /// <summary>What will happen, step by step.</summary>
     public string[] Steps { get; set; } = Array.Empty<string>();
+    /// <summary>The memory cgroup the guests run in (an existing one, or the one the experiment creates), or null.</summary>
+    public string? Cgroup { get; set; }
+    /// <summary>True when the experiment creates (and removes) <see cref="Cgroup"/>.</summary>
+    public bool CreatesCgroup { get; set; }
 
     /// <summary>The steps as one text.</summary>
     public string Describe() => string.Join(Environment.NewLine, Steps);

@@ -66,6 +66,18 @@ public sealed class ExperimentResult
     public string[] CleanupProblems { get; set; } = Array.Empty<string>();
     /// <summary>Wall time of each phase, in the order run (network, overlays and boot, leases/inventory/Ansible, I/O load, each profile, cleanup).</summary>
     public ExperimentPhase[] Phases { get; set; } = Array.Empty<ExperimentPhase>();
+    /// <summary>The memory cgroup the guests ran in, or null.</summary>
+    public string? Cgroup { get; set; }
+    /// <summary>The cgroup's limit.</summary>
+    public long? CgroupLimitBytes { get; set; }
+    /// <summary>-ValidateEstimate: the check of the estimate against the cgroup, or null.</summary>
+    public ExperimentValidation? Validation { get; set; }
+    /// <summary>-ValidateEstimate: the guests the estimate said would still fit in the cgroup.</summary>
+    public int? PredictedAdditionalGuests => Validation?.PredictedAdditionalGuests;
+    /// <summary>-ValidateEstimate: the guests that really fitted before the next one did not.</summary>
+    public int? ActualAdditionalGuests => Validation?.ActualAdditionalGuests;
+    /// <summary>-ValidateEstimate: (predicted − actual) / actual in percent.</summary>
+    public double? EstimateErrorPercent => Validation?.ErrorPercent;
     /// <summary>Guest memory committed (sum of -m) in MiB.</summary>
     public double CommittedMiB => Units.ToMiB(GuestCount * MemoryMB * Units.MiB);
     /// <summary>The best profile's total saving in MiB.</summary>
@@ -243,4 +255,38 @@ sealed class ExperimentPhaseClock
         try { return await phase().ConfigureAwait(false); }
         finally { Add(name, watch.Elapsed); }
     }
+}
+
+/// <summary>-ValidateEstimate: Get-OvercommitReport -Cgroup's estimate against what really fitted.</summary>
+[OutputObject]
+public sealed class ExperimentValidation
+{
+    /// <summary>The cgroup filled.</summary>
+    public string Cgroup { get; set; } = "";
+    /// <summary>Its limit.</summary>
+    public long LimitBytes { get; set; }
+    /// <summary>The guests in it when the estimate was made.</summary>
+    public int BaseGuests { get; set; }
+    /// <summary>What the estimate counted per guest (CgroupPerGuestBytes).</summary>
+    public long? PerGuestBytes { get; set; }
+    /// <summary>EstimatedAdditionalGuests of Get-OvercommitReport -Cgroup.</summary>
+    public int? PredictedAdditionalGuests { get; set; }
+    /// <summary>Guests booted into the cgroup (ready, nothing OOM-killed) before the next one no longer fitted.</summary>
+    public int ActualAdditionalGuests { get; set; }
+    /// <summary>(predicted − actual) / actual in percent; null when nothing fitted or nothing was predicted.</summary>
+    public double? ErrorPercent { get; set; }
+    /// <summary>|predicted − actual| ≤ 15% of actual or ≤ 1 guest.</summary>
+    public bool WithinGoal { get; set; }
+    /// <summary>Why the last guest did not fit: the OOM kill (with its victim) or the guest that did not get ready.</summary>
+    public string? StopReason { get; set; }
+    /// <summary>The guests the OOM killer ended.</summary>
+    public string[] Victims { get; set; } = Array.Empty<string>();
+    /// <summary>OOM kills in the cgroup during the validation.</summary>
+    public long OomKills { get; set; }
+    /// <summary>The cgroup's charge after each guest that fitted, in bytes.</summary>
+    public long[] UsageAfterEachBytes { get; set; } = Array.Empty<long>();
+    /// <summary>The estimate's arithmetic (the report's cgroup lines).</summary>
+    public string[] Explanation { get; set; } = Array.Empty<string>();
+    /// <inheritdoc />
+    public override string ToString() => $"predicted {PredictedAdditionalGuests?.ToString() ?? "–"}, actual {ActualAdditionalGuests} more guest(s) in {Cgroup} ({(ErrorPercent is double e ? e.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture) + "%" : "–")}): {StopReason}";
 }

@@ -295,6 +295,8 @@ public sealed class HostJournal
                 try
                 {
                     if (!Directory.Exists(d)) continue;
+                    // A memory cgroup the run created: its guests are gone by now, so rmdir removes it (its files are the kernel's).
+                    if (File.Exists(Path.Combine(d, "cgroup.procs"))) { Directory.Delete(d); observer.Verbose($"Removed the cgroup {d}"); continue; }
                     if (Directory.EnumerateFileSystemEntries(d).Any()) { problems.Add($"Kept the folder '{d}': it holds files the run did not create."); continue; }
                     Directory.Delete(d);
                     observer.Verbose($"Deleted {d}");

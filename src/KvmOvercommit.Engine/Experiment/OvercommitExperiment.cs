@@ -89,6 +89,27 @@ public static class OvercommitExperiment
         string? kernelArgs = tiny ? "quiet kvmoc.quiet" + (fill > 0 ? $" kvmoc.fill={fill},1" : "") : null;
 
         if (o.ReportPath is not null) CheckReportFolder(Path.GetFullPath(o.ReportPath));
+        if (!(o.HeadroomPercent is >= 0 and < 100))
+            throw Bad("InvalidHeadroom", $"-HeadroomPercent must be from 0 to below 100 (got {o.HeadroomPercent}).", o.HeadroomPercent);
+        string? cgroup = null;
+        if (o.Cgroup is not null && o.CgroupLimitMB is not null)
+            throw Bad("ExperimentCgroupConflict", "-Cgroup names an existing cgroup and -CgroupLimitMB creates one: give one of them.", o.Cgroup);
+        if (o.Cgroup is not null)
+        {
+            var cg = Memory.MemoryCgroup.Open(o.Cgroup, roots);
+            cg.Read(); // CgroupHasNoLimit: nothing to size the estimate against
+            cgroup = cg.Path;
+        }
+        else if (o.CgroupLimitMB is long limitMB)
+        {
+            if (limitMB < 64 || limitMB > GuestLauncher.MaxMemoryMB)
+                throw Bad("ExperimentInvalidCgroupLimit", $"-CgroupLimitMB {limitMB} must be from 64 to {GuestLauncher.MaxMemoryMB}.", limitMB);
+            cgroup = Memory.MemoryCgroup.PathForNew(stem, roots);
+            if (Directory.Exists(cgroup)) throw new KvmOcException(ErrorKind.ResourceExists, "CgroupExists", $"The cgroup '{cgroup}' exists already.", cgroup);
+        }
+        if (o.ValidateEstimate && cgroup is null)
+            throw Bad("ExperimentValidateNeedsCgroup", "-ValidateEstimate boots guests until the next one no longer fits, which needs a memory cgroup with a limit: give -Cgroup PATH or -CgroupLimitMB N.", null,
+                "e.g. Invoke-OvercommitExperiment -ValidateEstimate -CgroupLimitMB 2048 -GuestCount 2");
 
         var profileTime = o.UntilStable ? $"until stable (at most {o.ProfileDuration.TotalSeconds:0} s)" : $"for {o.ProfileDuration.TotalSeconds:0} s";
         var steps = new List<string>();
@@ -99,7 +120,8 @@ public static class OvercommitExperiment
         steps.Add(o.DeviceIopsCapacity is double cap ? $"boot storm: the device's capacity is {cap:0.##} IOPS (-DeviceIopsCapacity)"
             : hasFio ? $"boot storm: measure the IOPS capacity of the disk under {work} once with fio (Measure-DeviceIopsCapacity: 4 KiB random read/write for 5 s on a temporary file there, removed after)"
             : "boot storm: no -DeviceIopsCapacity and no fio to measure it: the boot IOPS are reported without a recommended stagger");
-        steps.Add($"start {o.GuestCount} guest(s) {names[0]}…{names[^1]}: {o.MemoryMB} MiB, {o.CpuCount} vCPU(s), accelerator {o.Accelerator}"
+        if (o.CgroupLimitMB is long lim) steps.Add($"create the memory cgroup {cgroup} with a limit of {lim} MiB");
+        steps.Add($"start {o.GuestCount} guest(s) {names[0]}…{names[^1]}" + (cgroup is null ? "" : $" in the memory cgroup {cgroup}") + $": {o.MemoryMB} MiB, {o.CpuCount} vCPU(s), accelerator {o.Accelerator}"
             + (o.StaggerAuto ? ", the first alone: its boot IOPS and seconds give the stagger of the rest (-StaggerSeconds Auto: BootSeconds / floor(capacity / boot IOPS))" : o.StaggerSeconds > 0 ? $", {o.StaggerSeconds:0.#} s apart" : "")
             + (tiny ? $", kernel + initramfs with '{kernelArgs}', then wait for each guest's ready line" : ""));
         steps.Add("record each guest's boot IOPS (query-blockstats from the first QMP answer until " + (tiny ? "its ready line" : $"its disk is quiet for {BootIopsRecorder.QuietSeconds} s") + "): BootIopsPerGuest, BootSeconds, MaxOverlappingBoots, RecommendedStaggerSeconds");
@@ -113,8 +135,11 @@ public static class OvercommitExperiment
         if (o.IoLoadPercent > 0) steps.Add($"start a {o.IoLoad} load in {ExperimentIoLoadRunner.LoadedCount(o.GuestCount, o.IoLoadPercent)} of {o.GuestCount} guest(s) ({o.IoLoadPercent}%) through Ansible; sample every guest's IOPS and the overlays' disk for {o.IoLoadSeconds} s; stop it");
         foreach (var p in o.Profiles)
             steps.Add($"profile {p}: unmerge every KSM page (run = 2, until pages_shared and pages_sharing are 0), set {TuningText(p)}, run = 1; sample every {o.Interval.TotalSeconds:0.##} s {profileTime}");
+        if (o.ValidateEstimate)
+            steps.Add($"restore KSM as found, estimate the guests that still fit in {cgroup} (Get-OvercommitReport -Cgroup), then boot more guests of the same kind into it one by one until one no longer fits (an OOM kill, or a guest that cannot get ready); report predicted against actual");
         steps.Add(o.KeepGuests ? "leave the guests running and their overlays in place (-KeepGuests)" : "stop the guests (QMP quit, SIGKILL if QEMU hangs) and delete the overlays" + (createsBase ? " and the base image" : "") + " the experiment created");
         steps.Add($"restore every KSM setting as found (run = {ksm.Run}, pages_to_scan = {ksm.PagesToScan}, sleep_millisecs = {ksm.SleepMilliseconds}" + (ksm.AdvisorMode is null ? "" : $", advisor_mode = {ksm.AdvisorMode}") + ")");
+        if (o.CgroupLimitMB is not null) steps.Add($"remove the memory cgroup {cgroup} (its guests stopped first)");
         if (o.ReportPath is not null) steps.Add($"write {ExperimentReportWriter.JsonFile}, {ExperimentReportWriter.CsvFile} and {ExperimentReportWriter.SvgFile} into {Path.GetFullPath(o.ReportPath)}");
         return new ExperimentPlan
         {
@@ -129,6 +154,8 @@ public static class OvercommitExperiment
             Overlays = overlays,
             KernelArguments = kernelArgs,
             Steps = steps.ToArray(),
+            Cgroup = cgroup,
+            CreatesCgroup = o.CgroupLimitMB is not null,
         };
     }
 
@@ -213,8 +240,18 @@ public static class OvercommitExperiment
         observer.Verbose($"Journal: {journal.JournalPath}");
         ExperimentNetwork? network = null;
         var phases = new ExperimentPhaseClock();
+        Memory.MemoryCgroup? cgroup = null;
+        result.Cgroup = plan.Cgroup;
         try
         {
+            if (plan.CreatesCgroup)
+            {
+                journal.AddFolder(plan.Cgroup!);
+                cgroup = Memory.MemoryCgroup.Create(plan.Cgroup!, o.CgroupLimitMB!.Value * Units.MiB);
+                observer.Verbose($"Created the memory cgroup {plan.Cgroup} (limit {o.CgroupLimitMB} MiB).");
+            }
+            else if (plan.Cgroup is not null) cgroup = Memory.MemoryCgroup.Open(plan.Cgroup, roots);
+            result.CgroupLimitBytes = cgroup?.Read().TotalBytes;
             if (o.Network != ExperimentNetworkMode.None)
                 network = await phases.TimeAsync("network", () => ExperimentNetwork.StartAsync(o.Network, plan.WorkDirectory, observer, ct, journal)).ConfigureAwait(false);
             await phases.TimeAsync("overlays and boot", async () => { await SetUpAsync(plan, created, started, result, journal, observer, ct, network).ConfigureAwait(false); return 0; }).ConfigureAwait(false);
@@ -227,6 +264,13 @@ public static class OvercommitExperiment
                 var profile = o.Profiles[i];
                 profiles.Add(await phases.TimeAsync("profile " + profile, () => RunProfileAsync(plan, profile, started, observer, ct)).ConfigureAwait(false));
             }
+            if (o.ValidateEstimate && cgroup is not null)
+            {
+                observer.Progress(new ProgressInfo(Activity, $"validating the estimate in {cgroup.Path}", 92, ActivityId: MainActivity));
+                snapshot.Restore(observer); // the host's own KSM state: what a new guest will meet
+                result.Validation = await ExperimentValidator.RunAsync(plan, cgroup, started, created, journal, observer, ct).ConfigureAwait(false);
+                observer.Verbose("Validation: " + result.Validation);
+            }
         }
         finally
         {
@@ -235,6 +279,14 @@ public static class OvercommitExperiment
             var problems = new List<string>();
             if (!o.KeepGuests) await CleanUpAsync(plan, started, created, problems, observer).ConfigureAwait(false);
             if (network is not null) await CleanUpNetworkAsync(network, result, plan, problems).ConfigureAwait(false);
+            if (plan.CreatesCgroup && !o.KeepGuests && Directory.Exists(plan.Cgroup!))
+            {
+                // The guests are stopped; whatever is still in the cgroup is the run's own (an OOM victim's zombie, a half-started QEMU).
+                var cg = cgroup ?? Memory.MemoryCgroup.Open(plan.Cgroup!, roots);
+                if (cg.Remove(TimeSpan.FromSeconds(15)) is { } problem) problems.Add(problem);
+                else observer.Verbose($"Removed the memory cgroup {plan.Cgroup}");
+            }
+            else if (plan.CreatesCgroup && o.KeepGuests) problems.Add($"-KeepGuests: the memory cgroup {plan.Cgroup} stays for the guests in it.");
             try
             {
                 var differences = snapshot.Restore(observer);
@@ -364,6 +416,7 @@ public static class OvercommitExperiment
                     CpuCount = o.CpuCount,
                     Accelerator = accelerator,
                     RunDirectory = o.RunDirectory,
+                    Cgroup = plan.Cgroup,
                 };
                 if (tiny is not null)
                 {
@@ -547,9 +600,9 @@ public static class OvercommitExperiment
         var end = ReadGuests(guests, roots);
         result.Guests = guests.Select((g, i) => GuestResult(profile, g, baseline[i], end[i], first.PageSize)).ToArray();
         var alive = end.OfType<KvmGuest>().ToList();
-        var report = await new OvercommitReportBuilder(roots, () => alive).BuildAsync(o.HeadroomPercent, 0, probeDisks: false, quiet, ct).ConfigureAwait(false);
+        var report = await new OvercommitReportBuilder(roots, () => alive) { Cgroup = plan.Cgroup }.BuildAsync(o.HeadroomPercent, 0, probeDisks: false, quiet, ct).ConfigureAwait(false);
         result.EstimatedAdditionalGuests = report.EstimatedAdditionalGuests;
-        result.EstimateExplanation = report.Explanation.FirstOrDefault(l => l.StartsWith("EstimatedAdditionalGuests", StringComparison.Ordinal));
+        result.EstimateExplanation = report.Explanation.FirstOrDefault(l => l.StartsWith("EstimatedAdditionalGuests ", StringComparison.Ordinal) || l.StartsWith("EstimatedAdditionalGuests:", StringComparison.Ordinal));
         observer.Verbose($"Profile {profile}: KSM saved {result.SavedMiB} MiB, total saved {result.TotalSavedMiB} MiB, 90% in {result.TimeTo90PercentSeconds?.ToString(CultureInfo.InvariantCulture) ?? "–"} s, ksmd {result.KsmdCpuSeconds} CPU-s, overcommit {result.OvercommitRatio}:1, {result.EstimatedAdditionalGuests} more guests would fit.");
         return result;
     }

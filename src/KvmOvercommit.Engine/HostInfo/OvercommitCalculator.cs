@@ -90,6 +90,13 @@ public static class OvercommitCalculator
             }
         }
 
+        if (inp.Cgroup is not null)
+        {
+            for (int i = 0; i < ex.Count; i++)
+                if (ex[i].StartsWith("EstimatedAdditionalGuests ", StringComparison.Ordinal) || ex[i].StartsWith("EstimatedAdditionalGuests:", StringComparison.Ordinal)) ex[i] = "Host-wide (not the estimate with -Cgroup): " + ex[i];
+            ComputeCgroupCapacity(inp, r, ex);
+        }
+
         // Risk (issue 14): what the KSM saving costs if it goes away, and what the balloons hold back.
         var warnings = new List<string>();
         r.SwapFreeBytes = inp.SwapFreeBytes;
@@ -151,6 +158,51 @@ public static class OvercommitCalculator
         ComputeIopsBudget(inp, r, ex);
         r.Explanation = ex.ToArray();
         return r;
+    }
+
+    /// <summary>
+    /// -Cgroup: EstimatedAdditionalGuests against the cgroup's limit instead of the host. One more guest costs what the
+    /// guests in the cgroup are charged on average — the cgroup's usage (minus inactive file cache, minus what other
+    /// processes in it hold) over their number, so QEMU's page tables, kernel memory and the KSM savings already made are
+    /// in it — plus, when KSM is not running, the pages KSM merged per guest (a new guest's are not merged).
+    /// </summary>
+    static void ComputeCgroupCapacity(OvercommitInputs inp, OvercommitReport r, List<string> ex)
+    {
+        var inside = inp.Guests.Where(g => g.InCgroup).ToList();
+        r.Cgroup = inp.Cgroup;
+        r.CgroupLimitBytes = inp.CgroupLimitBytes;
+        r.CgroupUsedBytes = inp.CgroupUsedBytes;
+        r.CgroupGuestCount = inside.Count;
+        r.HeadroomBytes = (long)Math.Round(inp.CgroupLimitBytes * inp.HeadroomPercent / 100.0);
+        long spare = inp.CgroupLimitBytes - r.HeadroomBytes - inp.CgroupUsedBytes;
+        string spareText = $"limit − headroom − used = {Mib(inp.CgroupLimitBytes)} − {N(inp.HeadroomPercent)}% ({Mib(r.HeadroomBytes)}) − {Mib(inp.CgroupUsedBytes)} = {Mib(spare)}";
+        r.EstimatedAdditionalGuests = null;
+        if (inside.Count == 0)
+        {
+            ex.Add($"EstimatedAdditionalGuests in cgroup {inp.Cgroup}: unknown — no guest runs in it, so there is no guest to size ({spareText}; start guests there with Start-KvmGuest -Cgroup).");
+            return;
+        }
+        long guestCharge = Math.Max(0, inp.CgroupUsedBytes - inp.CgroupOtherBytes);
+        long perGuest = guestCharge / inside.Count;
+        string perText = $"Per guest in cgroup {inp.Cgroup} = (used − other processes) / guests = ({Mib(inp.CgroupUsedBytes)} − {Mib(inp.CgroupOtherBytes)} in {inp.CgroupOtherProcesses} other process(es)) / {inside.Count} = {Mib(perGuest)}";
+        if (!inp.KsmRunning && inside.All(g => g.KsmMergingPages is not null))
+        {
+            long merged = inside.Sum(g => g.KsmMergingPages!.Value) * inp.PageSize / inside.Count;
+            if (merged > 0)
+            {
+                perGuest += merged;
+                perText += $" + {Mib(merged)} KSM-merged per guest (KSM is not running: a new guest's pages stay unmerged) = {Mib(perGuest)}";
+            }
+        }
+        ex.Add(perText + " (what a guest of this kind really charges the cgroup: QEMU's RSS with its page tables and kernel memory, after KSM)");
+        r.CgroupPerGuestBytes = perGuest;
+        if (perGuest <= 0)
+        {
+            ex.Add($"EstimatedAdditionalGuests in cgroup {inp.Cgroup}: unknown — its guests are charged nothing yet.");
+            return;
+        }
+        r.EstimatedAdditionalGuests = (int)Math.Max(0, Math.Floor((double)spare / perGuest));
+        ex.Add($"EstimatedAdditionalGuests = floor((cgroup {spareText}) / per guest {Mib(perGuest)}) = {r.EstimatedAdditionalGuests} (sized against the cgroup's limit, not the host)");
     }
 
     /// <summary>

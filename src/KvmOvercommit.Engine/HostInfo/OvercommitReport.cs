@@ -17,6 +17,8 @@ public sealed class GuestFacts
     public string[] Disks { get; set; } = Array.Empty<string>();
     /// <summary>What the guest has now by its balloon (query-balloon "actual"), or null when unknown (no QMP or no balloon).</summary>
     public long? BalloonActualBytes { get; set; }
+    /// <summary>True when the guest's QEMU is in the report's memory cgroup (-Cgroup).</summary>
+    public bool InCgroup { get; set; }
 }
 
 /// <summary>One image file's sizes (from qemu-img info or the qcow2 reader).</summary>
@@ -70,6 +72,19 @@ public sealed class OvercommitInputs
     public long? IopsLimitSum { get; set; }
     /// <summary>Guests whose every drive has an IOPS limit.</summary>
     public int GuestsWithIopsLimit { get; set; }
+
+    /// <summary>-Cgroup: the memory cgroup the estimate is sized against (its folder), or null for the whole host.</summary>
+    public string? Cgroup { get; set; }
+    /// <summary>The cgroup's memory limit.</summary>
+    public long CgroupLimitBytes { get; set; }
+    /// <summary>What the cgroup is charged now, minus its inactive file cache (the kernel reclaims that first).</summary>
+    public long CgroupUsedBytes { get; set; }
+    /// <summary>Resident memory of the processes in the cgroup that are not guests (charged there too).</summary>
+    public long CgroupOtherBytes { get; set; }
+    /// <summary>Processes in the cgroup that are not guests.</summary>
+    public int CgroupOtherProcesses { get; set; }
+    /// <summary>True when KSM is merging (run = 1): a new guest's pages will be merged like the others'.</summary>
+    public bool KsmRunning { get; set; }
 }
 
 /// <summary>Disk overcommit for the guests that share one base image.</summary>
@@ -130,7 +145,17 @@ public sealed class OvercommitReport
     public double HeadroomPercent { get; set; }
     /// <summary>HeadroomPercent of MemTotal, in bytes.</summary>
     public long HeadroomBytes { get; set; }
-    /// <summary>floor((MemAvailable − headroom) / UniqueResidentPerGuestBytes); null when there is no guest to average (or none has a known RSS).</summary>
+    /// <summary>-Cgroup: the memory cgroup the estimate is sized against, or null (the whole host).</summary>
+    public string? Cgroup { get; set; }
+    /// <summary>-Cgroup: the cgroup's memory limit.</summary>
+    public long? CgroupLimitBytes { get; set; }
+    /// <summary>-Cgroup: what the cgroup is charged now (usage minus inactive file cache).</summary>
+    public long? CgroupUsedBytes { get; set; }
+    /// <summary>-Cgroup: the guests whose QEMU is in the cgroup.</summary>
+    public int? CgroupGuestCount { get; set; }
+    /// <summary>-Cgroup: what one more guest of the kind in the cgroup will charge it: the cgroup's charge for its guests (QEMU RSS, page tables, kernel memory, KSM savings already in) over their number, plus their KSM-merged pages when KSM is not running (a new guest's stay unmerged).</summary>
+    public long? CgroupPerGuestBytes { get; set; }
+    /// <summary>floor((MemAvailable − headroom) / UniqueResidentPerGuestBytes), or with -Cgroup floor((limit − headroom − used) / CgroupPerGuestBytes); null when there is no guest to average (or none has a known RSS).</summary>
     public int? EstimatedAdditionalGuests { get; set; }
     /// <summary>Sum of the guest disks' virtual sizes : bytes allocated, over all bases.</summary>
     public double? DiskRatio { get; set; }

@@ -44,6 +44,7 @@ public sealed class OvercommitReportBuilder
         };
         inputs.SwapFreeBytes = mem.SwapFreeBytes;
         inputs.KsmPagesSharing = ReadKsmPagesSharing();
+        if (Cgroup is not null) ReadCgroup(inputs, guests, observer);
         if (QueryBalloons) await FillBalloonsAsync(guests, inputs.Guests, observer, ct).ConfigureAwait(false);
         if (probeDisks)
         {
@@ -71,6 +72,27 @@ public sealed class OvercommitReportBuilder
         }
         await GatherIopsBudgetAsync(inputs, guests, observer, ct).ConfigureAwait(false);
         return inputs;
+    }
+
+    /// <summary>A memory cgroup (folder or name) to size EstimatedAdditionalGuests against instead of the host (-Cgroup).</summary>
+    public string? Cgroup { get; set; }
+
+    /// <summary>The cgroup's limit, usage (minus inactive file cache), which guests are in it and what its other processes hold.</summary>
+    void ReadCgroup(OvercommitInputs inputs, IReadOnlyList<KvmGuest> guests, IOperationObserver observer)
+    {
+        var cg = Memory.MemoryCgroup.Open(Cgroup!, _roots);
+        var reading = cg.Read(); // CgroupHasNoLimit: nothing to size against
+        var pids = cg.Pids().ToHashSet();
+        inputs.Cgroup = cg.Path;
+        inputs.CgroupLimitBytes = reading.TotalBytes;
+        inputs.CgroupUsedBytes = reading.UsedBytes;
+        for (int i = 0; i < guests.Count; i++) inputs.Guests[i].InCgroup = pids.Contains(guests[i].Id);
+        var others = pids.Except(guests.Select(g => g.Id)).ToList();
+        inputs.CgroupOtherProcesses = others.Count;
+        inputs.CgroupOtherBytes = others.Sum(p => ProcFiles.ReadText(_roots.Pid(p, "status")) is { } status ? ProcFiles.StatusKb(status, "VmRSS") ?? 0 : 0);
+        try { inputs.KsmRunning = Ksm.KsmStatReader.IsAvailable(_roots) && Ksm.KsmStatReader.Read(_roots).Run == Ksm.KsmRunState.Merging; }
+        catch (KvmOcException) { inputs.KsmRunning = false; }
+        observer.Verbose($"Cgroup {cg.Path}: limit {Units.ToMiB(reading.TotalBytes)} MiB, used {Units.ToMiB(reading.UsedBytes)} MiB, {pids.Count - others.Count} guest(s) and {others.Count} other process(es) in it.");
     }
 
     /// <summary>Ask each guest's QMP for its balloon (query-balloon) for BalloonedBytes; default true.</summary>

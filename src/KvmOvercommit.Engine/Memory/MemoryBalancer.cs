@@ -101,7 +101,8 @@ public sealed class KvmMemoryBalancerResult
 
 /// <summary>
 /// Invoke-KvmMemoryBalancer / kvmoc memory balance: every round it reads the pressure
-/// (<see cref="MemoryPressureReader"/>) and each guest's balloon and statistics over QMP, lets
+/// (<see cref="MemoryPressureReader"/>) and the guests' balloons and statistics over QMP (under pressure every guest;
+/// otherwise only those whose balloon holds memory back, the others every <see cref="FullReadInterval"/>), lets
 /// <see cref="MemoryBalancerController"/> decide, and sets the balloons (QMP balloon). On exit — normal, cancelled or
 /// failed — it deflates every guest it balanced back to its -m (unless LeaveBalloons).
 /// </summary>
@@ -138,6 +139,10 @@ public static class MemoryBalancer
         };
         var seen = new Dictionary<int, (KvmGuest Guest, KvmMemoryBalancerGuest Summary)>();
         var noBalloon = new HashSet<int>();
+        List<KvmGuest>? guests = null;
+        var lastScan = TimeSpan.Zero;
+        var known = new Dictionary<int, (BalloonGuestState State, TimeSpan ReadAt)>();
+        var sessions = new Dictionary<int, StatsSession>();
 
         using var tunerCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         Task<KsmAutoTuneResult>? tuner = options.WithKsmAutoTune && !options.DryRun
@@ -150,9 +155,22 @@ public static class MemoryBalancer
             {
                 var roundStart = clock.Elapsed;
                 var pressure = pressureReader.Read();
-                var guests = inventory.Find(options.Names is { Length: > 0 } ? options.Names : null, options.Ids is { Length: > 0 } ? options.Ids : null)
-                    .Where(g => g.QmpSocket is not null && g.FreePageReporting is not null /* null = no balloon device */).ToList();
-                var states = await ReadGuestsAsync(guests, options.StatsPollingSeconds, noBalloon, observer, ct).ConfigureAwait(false);
+                // The /proc scan for guests (new ones, gone ones) at most every RescanInterval; the list in between.
+                if (guests is null || clock.Elapsed - lastScan >= RescanInterval)
+                {
+                    guests = inventory.Find(options.Names is { Length: > 0 } ? options.Names : null, options.Ids is { Length: > 0 } ? options.Ids : null)
+                        .Where(g => g.QmpSocket is not null && g.FreePageReporting is not null /* null = no balloon device */).ToList();
+                    lastScan = clock.Elapsed;
+                }
+                // Without pressure only a guest whose balloon holds memory back can get something (a step back, or memory
+                // it is short of): the others are not asked over QMP, only every FullReadInterval. Under pressure, all are.
+                bool pressed = controller.UnderPressure(pressure);
+                var toRead = guests.Where(g => pressed || !known.TryGetValue(g.Id, out var k) || k.State.ActualMB < g.MemoryMB - 0.5 || clock.Elapsed - k.ReadAt >= FullReadInterval).ToList();
+                var fresh = await ReadGuestsAsync(toRead, options.StatsPollingSeconds, noBalloon, sessions, observer, ct).ConfigureAwait(false);
+                foreach (var (g, st) in fresh) known[g.Id] = (st, clock.Elapsed);
+                var freshIds = fresh.Select(x => x.Guest.Id).ToHashSet();
+                var states = fresh.Concat(guests.Where(g => !freshIds.Contains(g.Id) && !noBalloon.Contains(g.Id) && known.ContainsKey(g.Id)).Select(g => (Guest: g, State: known[g.Id].State))).ToList();
+                foreach (var gone in known.Keys.Where(id => guests.All(g => g.Id != id)).ToList()) { known.Remove(gone); sessions.Remove(gone); }
                 foreach (var (g, s) in states)
                 {
                     if (!seen.TryGetValue(g.Id, out var entry))
@@ -188,6 +206,7 @@ public static class MemoryBalancer
                         }
                     }
                     if (d.Action == BalloonAction.Inflate) { result.Inflations++; summary.Inflations++; } else { result.Deflations++; summary.Deflations++; }
+                    if (known.TryGetValue(d.Id, out var k)) known[d.Id] = (k.State, TimeSpan.FromDays(-1)); // read it again next round
                     if (result.Decisions.Count >= MaxDecisionsKept) result.Decisions.RemoveAt(0);
                     result.Decisions.Add(d);
                     observer.Verbose((options.DryRun ? "What if: " : "") + d);
@@ -245,8 +264,26 @@ public static class MemoryBalancer
         return result;
     }
 
-    /// <summary>Reads every guest's balloon and statistics (8 at a time); guests without a working balloon are skipped (said once).</summary>
-    static async Task<List<(KvmGuest Guest, BalloonGuestState State)>> ReadGuestsAsync(List<KvmGuest> guests, int statsPolling, HashSet<int> noBalloon, IOperationObserver observer, CancellationToken ct)
+    /// <summary>How often the balancer scans /proc for guests that started or ended.</summary>
+    public static readonly TimeSpan RescanInterval = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often a guest at its full size is read without pressure (its statistics, and whether someone else changed its balloon).</summary>
+    public static readonly TimeSpan FullReadInterval = TimeSpan.FromSeconds(30);
+
+    /// <summary>What the balancer learned once about a guest's balloon device: its QOM path and the statistics polling interval.</summary>
+    sealed class StatsSession
+    {
+        public string? DevicePath;
+        public long Interval;
+        public DateTimeOffset? TurnedOnAt;
+    }
+
+    /// <summary>
+    /// Reads the guests' balloons and statistics (8 at a time); guests without a working balloon are skipped (said once).
+    /// One QMP connection per guest and round (QEMU serves one client at a time, so none is kept open): query-balloon and
+    /// qom-get guest-stats, the device path and polling interval found once per guest (<paramref name="sessions"/>).
+    /// </summary>
+    static async Task<List<(KvmGuest Guest, BalloonGuestState State)>> ReadGuestsAsync(List<KvmGuest> guests, int statsPolling, HashSet<int> noBalloon, Dictionary<int, StatsSession> sessions, IOperationObserver observer, CancellationToken ct)
     {
         using var gate = new SemaphoreSlim(8);
         var tasks = guests.Select(async g =>
@@ -254,15 +291,32 @@ public static class MemoryBalancer
             await gate.WaitAsync(ct).ConfigureAwait(false);
             try
             {
-                var m = await KvmGuestBalloon.GetAsync(g, statsPolling, NullObserver.Instance, ct).ConfigureAwait(false);
+                StatsSession? session;
+                lock (sessions) sessions.TryGetValue(g.Id, out session);
+                await using var qmp = await KvmGuestInventory.ConnectAsync(g.QmpSocket!, KvmGuestBalloon.QmpTimeout, ct).ConfigureAwait(false);
+                qmp.CommandTimeout = KvmGuestBalloon.QmpTimeout;
+                var m = KvmGuestBalloon.FromQueryBalloon(await qmp.ExecuteAsync("query-balloon", null, ct).ConfigureAwait(false), g, null, DateTimeOffset.UtcNow);
+                try
+                {
+                    session = await StatsAsync(qmp, session, m, statsPolling, ct).ConfigureAwait(false);
+                    lock (sessions) sessions[g.Id] = session;
+                }
+                catch (KvmOcException e) when (e.ErrorId.StartsWith("Qmp", StringComparison.Ordinal) && e.Kind != ErrorKind.Timeout && e.Kind != ErrorKind.ConnectionError)
+                {
+                    observer.Verbose($"Guest '{g.Name}': no balloon statistics: {e.Message}");
+                    session ??= new StatsSession();
+                }
+                // A report from before polling was turned on can be minutes old (the tiny guest's is from before its fill): not used.
+                bool stale = session.TurnedOnAt is { } on && !(m.StatsLastUpdate >= on);
                 return (g, (BalloonGuestState?)new BalloonGuestState
                 {
                     Name = g.Name, Id = g.Id, MemoryMB = g.MemoryMB, ActualMB = m.ActualMB,
-                    GuestAvailableMB = m.GuestAvailableMB, GuestTotalMB = Units.ToMiB(m.GuestTotalBytes),
+                    GuestAvailableMB = stale ? null : m.GuestAvailableMB, GuestTotalMB = stale ? null : Units.ToMiB(m.GuestTotalBytes),
                 });
             }
             catch (KvmOcException e)
             {
+                lock (sessions) sessions.Remove(g.Id);
                 lock (noBalloon)
                     if (noBalloon.Add(g.Id)) observer.Verbose($"Guest '{g.Name}' (pid {g.Id}) is left out: {e.Message}");
                 return (g, null);
@@ -271,6 +325,31 @@ public static class MemoryBalancer
         }).ToList();
         var done = await Task.WhenAll(tasks).ConfigureAwait(false);
         return done.Where(x => x.Item2 is not null).Select(x => (x.g, x.Item2!)).ToList();
+    }
+
+    /// <summary>The guest's statistics into <paramref name="m"/>; the device path and polling interval are found (and polling turned on) the first time.</summary>
+    static async Task<StatsSession> StatsAsync(QmpClient qmp, StatsSession? session, KvmGuestMemory m, int statsPolling, CancellationToken ct)
+    {
+        if (session is null)
+        {
+            session = new StatsSession { DevicePath = await BalloonStatistics.FindDevicePathAsync(qmp, ct).ConfigureAwait(false) };
+            if (session.DevicePath is not null)
+            {
+                session.Interval = (await qmp.ExecuteAsync("qom-get", new System.Text.Json.Nodes.JsonObject { ["path"] = session.DevicePath, ["property"] = "guest-stats-polling-interval" }, ct).ConfigureAwait(false)).GetInt64();
+                if (session.Interval == 0 && statsPolling > 0)
+                {
+                    await qmp.ExecuteAsync("qom-set", new System.Text.Json.Nodes.JsonObject { ["path"] = session.DevicePath, ["property"] = "guest-stats-polling-interval", ["value"] = statsPolling }, ct).ConfigureAwait(false);
+                    session.Interval = statsPolling;
+                    session.TurnedOnAt = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+                }
+            }
+        }
+        if (session.DevicePath is not null)
+        {
+            var stats = await qmp.ExecuteAsync("qom-get", new System.Text.Json.Nodes.JsonObject { ["path"] = session.DevicePath, ["property"] = "guest-stats" }, ct).ConfigureAwait(false);
+            BalloonStatistics.Apply(stats, m, session.Interval);
+        }
+        return session;
     }
 
     /// <summary>Sets every guest's balloon to its -m and waits up to 10 s for them to get there.</summary>

@@ -182,13 +182,18 @@ public sealed class MemoryBalancerController
 
     static string F(double v) => v.ToString("0.#", CultureInfo.InvariantCulture);
 
+    /// <summary>True when this reading is pressure (use above the target, or PSI above its threshold): every guest must then be read.</summary>
+    public bool UnderPressure(MemoryPressureReading p) => p.UsedPercent > _policy.HostTargetPercent || PsiOver(p);
+
+    bool PsiOver(MemoryPressureReading p) => _policy.PsiThresholdPercent > 0 && p.PsiSomeAvg10 is double avg && avg > _policy.PsiThresholdPercent;
+
     /// <summary>Decides one round. <paramref name="seconds"/> stamps the decisions.</summary>
     public MemoryBalancerRound Decide(MemoryPressureReading p, IReadOnlyList<BalloonGuestState> guests, double seconds = 0)
     {
         var pol = _policy;
         foreach (var gone in _targets.Keys.Where(id => guests.All(g => g.Id != id)).ToList()) _targets.Remove(gone);
         double used = p.UsedPercent;
-        bool psi = pol.PsiThresholdPercent > 0 && p.PsiSomeAvg10 is double avg && avg > pol.PsiThresholdPercent;
+        bool psi = PsiOver(p);
         bool over = used > pol.HostTargetPercent;
         var round = new MemoryBalancerRound { Pressure = over || psi };
         round.Relaxed = !round.Pressure && used < pol.HostTargetPercent - pol.HysteresisPercent && !(p.PsiSomeAvg10 is double a2 && pol.PsiThresholdPercent > 0 && a2 > pol.PsiThresholdPercent / 2);

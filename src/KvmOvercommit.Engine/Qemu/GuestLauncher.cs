@@ -79,6 +79,12 @@ public sealed class GuestStartOptions
 
     /// <summary>The disk's cache mode (QEMU -drive cache=: none, writeback, writethrough, directsync, unsafe); null: QEMU's default, writeback. none opens the image with O_DIRECT, so the guest's I/O reaches the host device.</summary>
     public string? DiskCache { get; set; }
+
+    /// <summary>
+    /// Run QEMU in this memory cgroup (a folder, or a name under /sys/fs/cgroup/memory): QEMU is started inside it (its
+    /// pid written to cgroup.procs before exec), so every page it ever touches is charged there and the cgroup's limit holds it.
+    /// </summary>
+    public string? Cgroup { get; set; }
 }
 
 /// <summary>What starting a guest will do: the exact QEMU command line and where its files go. Nothing is started yet.</summary>
@@ -116,6 +122,9 @@ public sealed class GuestLaunchPlan
 
     /// <summary>The script QEMU runs before the tap goes (ifdown; Open vSwitch only: removes the port).</summary>
     public string? TapDownScript { get; set; }
+
+    /// <summary>-Cgroup: the memory cgroup's folder QEMU is started in, or null.</summary>
+    public string? Cgroup { get; set; }
 
     /// <summary>The command line as a shell would need it (for -Verbose and -WhatIf; QEMU itself gets the array).</summary>
     public string CommandLine => string.Join(' ', new[] { Executable }.Concat(Arguments).Select(ShellQuote));
@@ -285,6 +294,16 @@ public static class GuestLauncher
             args.InsertRange(0, new[] { "netns", "exec", netns, qemu });
             qemu = ip;
         }
+        string? cgroup = null;
+        if (o.Cgroup is not null)
+        {
+            // sh writes its own pid to cgroup.procs, then execs QEMU: QEMU starts in the cgroup and every page it touches is charged there.
+            var cg = Memory.MemoryCgroup.Open(o.Cgroup, roots);
+            cgroup = cg.Path;
+            var sh = ToolRunner.Which("sh") ?? throw new KvmOcException(ErrorKind.NotInstalled, "ShellNotInstalled", "'sh' is needed to start QEMU in a cgroup.", "sh");
+            args.InsertRange(0, new[] { "-c", CgroupWrapper, cg.ProcsFile, qemu });
+            qemu = sh;
+        }
         string[]? tcgFallback = null;
         if (accel == "kvm" && o.Accelerator == GuestAccelerator.Auto)
         {
@@ -316,8 +335,12 @@ public static class GuestLauncher
             TapDevice = tap,
             TapUpScript = tapUp,
             TapDownScript = tapDown,
+            Cgroup = cgroup,
         };
     }
+
+    /// <summary>The shell line that moves itself into the cgroup ($0: its cgroup.procs) and then becomes QEMU ("$@").</summary>
+    public const string CgroupWrapper = "echo $$ > \"$0\" && exec \"$@\"";
 
     /// <summary>
     /// The balloon device: <c>virtio-balloon-pci,id=balloon0</c> plus free page reporting (on by default where QEMU has
@@ -404,7 +427,7 @@ public static class GuestLauncher
         Name = p.Name, Executable = p.Executable, Arguments = p.TcgFallbackArguments!, RunDirectory = p.RunDirectory, QmpSocket = p.QmpSocket,
         PidFile = p.PidFile, SerialLog = p.SerialLog, Accelerator = "tcg", VncDisplay = p.VncDisplay, Disks = p.Disks, MemoryMB = p.MemoryMB,
         CpuCount = p.CpuCount, MacAddress = p.MacAddress, StartTimeout = p.StartTimeout,
-        TapDevice = p.TapDevice, TapUpScript = p.TapUpScript, TapDownScript = p.TapDownScript,
+        TapDevice = p.TapDevice, TapUpScript = p.TapUpScript, TapDownScript = p.TapDownScript, Cgroup = p.Cgroup,
     };
 
     /// <summary>Starts the planned guest and returns it once QMP answers. On failure nothing is left running.</summary>
@@ -468,6 +491,10 @@ public static class GuestLauncher
                 throw new KvmOcException(ErrorKind.InvalidOperation, "GuestStartFailed", $"QEMU exited for guest '{plan.Name}' without writing its pid file: {r.Message}", plan.Name);
                         await using var qmp = await QmpClient.ConnectAsync(plan.QmpSocket, plan.StartTimeout, ct).ConfigureAwait(false);
             var status = await qmp.ExecuteAsync("query-status", null, ct).ConfigureAwait(false);
+            if (plan.Cgroup is { } cgroupDir && !File.ReadLines(Path.Combine(cgroupDir, "cgroup.procs")).Any(l => l.Trim() == pid.Value.ToString(CultureInfo.InvariantCulture)))
+                throw new KvmOcException(ErrorKind.InvalidOperation, "GuestNotInCgroup", $"QEMU of guest '{plan.Name}' (pid {pid}) started, but is not in the cgroup '{cgroupDir}'.", plan.Name,
+                    "Check that nothing moves processes between cgroups (a cgroup manager such as systemd), or give a cgroup it leaves alone.");
+            if (plan.Cgroup is not null) observer.Verbose($"Guest '{plan.Name}' (pid {pid}) runs in the memory cgroup {plan.Cgroup}.");
             var seen = new QemuProcessScanner(roots).Read(pid.Value);
             var guest = new KvmGuest
             {

@@ -30,6 +30,10 @@ namespace KvmOvercommit.Commands;
 /// <para>The IOPS budget against a device that sustains 5000 IOPS (the blog's figure for 100 booting guests).</para>
 /// </example>
 /// <example>
+/// <code>Get-OvercommitReport -Cgroup /sys/fs/cgroup/memory/guests -IopsSampleSeconds 0 | Format-List Cgroup*, EstimatedAdditionalGuests</code>
+/// <para>How many more guests like those in the memory cgroup "guests" fit under its limit (the guests were started with Start-KvmGuest -Cgroup guests).</para>
+/// </example>
+/// <example>
 /// <code>(Get-OvercommitReport -HeadroomPercent 20).Explanation</code>
 /// <para>How the estimate was reached, keeping 20% of memory free.</para>
 /// </example>
@@ -66,10 +70,20 @@ public sealed class GetOvercommitReportCommand : KvmCmdlet
     [ValidateNotNullOrEmpty]
     public string? MeasureIopsCapacityPath { get; set; }
 
+    /// <summary>
+    /// Size EstimatedAdditionalGuests against this memory cgroup's limit instead of the whole host: floor((limit −
+    /// headroom − used) / what one guest in the cgroup is charged), the headroom being -HeadroomPercent of the limit.
+    /// A folder (/sys/fs/cgroup/memory/guests) or a name under the cgroup v1 memory controller (or the v2 hierarchy); it
+    /// needs a limit and guests in it (Start-KvmGuest -Cgroup). Explanation shows the arithmetic.
+    /// </summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Cgroup { get; set; }
+
     /// <inheritdoc />
     protected override void ProcessRecord()
     {
-        var builder = new OvercommitReportBuilder { DeviceIopsCapacity = DeviceIopsCapacity };
+        var builder = new OvercommitReportBuilder { DeviceIopsCapacity = DeviceIopsCapacity, Cgroup = Cgroup };
         if (MeasureIopsCapacityPath is not null) builder.MeasureCapacity = new Engine.Io.DeviceIopsCapacityOptions { Path = ResolvePath(MeasureIopsCapacityPath) };
         InvokeAsync(async (observer, emit, ct) =>
             emit(await builder.BuildAsync(HeadroomPercent, IopsSampleSeconds, !SkipDiskImages, observer, ct).ConfigureAwait(false)),

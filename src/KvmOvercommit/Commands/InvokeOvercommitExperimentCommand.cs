@@ -33,6 +33,8 @@ namespace KvmOvercommit.Commands;
 /// <example>
 /// <code>(Invoke-OvercommitExperiment -GuestCount 4 -StaggerSeconds Auto -DeviceIopsCapacity 2000 -KsmProfile Default -Duration 10).BootStorm | Format-List</code>
 /// <para>The boot storm: each guest's boot IOPS, BootIopsPerGuest, BootSeconds, how many boots may overlap under 2000 IOPS and the stagger that keeps them under it (used for the guests after the first).</para>
+/// <code>Invoke-OvercommitExperiment -GuestCount 2 -KsmProfile Default -Duration 10 -CgroupLimitMB 2048 -ValidateEstimate -HeadroomPercent 0 | Select-Object -ExpandProperty Validation</code>
+/// <para>Checks the capacity estimate against reality: two tiny guests in a new 2 GiB memory cgroup, the estimate of how many more fit, then more guests booted into it until the kernel OOM-kills one; predicted next to actual.</para>
 /// </example>
 /// <example>
 /// <code>(Invoke-OvercommitExperiment -GuestCount 2 -Duration 00:00:30).Profiles | Format-Table</code>
@@ -149,6 +151,30 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
     [ValidateRange(1, 3600)]
     public int IoLoadSeconds { get; set; } = 10;
 
+    /// <summary>Run the guests in this existing memory cgroup (a folder, or a name under /sys/fs/cgroup/memory; it needs a limit): EstimatedAdditionalGuests is then sized against its limit.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Cgroup { get; set; }
+
+    /// <summary>Create a memory cgroup with this limit in MiB for the run (named after the run), start the guests in it, size the estimate against it, and remove it at the end.</summary>
+    [Parameter]
+    [ValidateRange(64, 16L * 1024 * 1024)]
+    public long? CgroupLimitMB { get; set; }
+
+    /// <summary>
+    /// After the profiles, check the estimate: with KSM restored as found, Get-OvercommitReport -Cgroup's
+    /// EstimatedAdditionalGuests is taken, then guests of the same kind are booted into the cgroup one by one until one
+    /// no longer fits (the kernel OOM-kills a QEMU there, or the guest cannot get ready); the result has
+    /// PredictedAdditionalGuests, ActualAdditionalGuests, EstimateErrorPercent and Validation. Needs -Cgroup or -CgroupLimitMB.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter ValidateEstimate { get; set; }
+
+    /// <summary>Percent of host memory (with -Cgroup/-CgroupLimitMB: of the cgroup's limit) kept free in EstimatedAdditionalGuests (default 10; 0 predicts up to the limit itself, as -ValidateEstimate fills it).</summary>
+    [Parameter]
+    [ValidateRange(0.0, 99.0)]
+    public double HeadroomPercent { get; set; } = 10;
+
     /// <inheritdoc />
     protected override bool WaitForWorkOnStop => true;
 
@@ -192,6 +218,10 @@ public sealed class InvokeOvercommitExperimentCommand : KvmCmdlet
             IoLoadPercent = IoLoadPercent,
             IoLoad = IoLoad,
             IoLoadSeconds = IoLoadSeconds,
+            Cgroup = Cgroup,
+            CgroupLimitMB = CgroupLimitMB,
+            ValidateEstimate = ValidateEstimate,
+            HeadroomPercent = HeadroomPercent,
         };
         ExperimentPlan? plan = null;
         Invoke(() => plan = OvercommitExperiment.Plan(options, SyncObserver), terminating: true);

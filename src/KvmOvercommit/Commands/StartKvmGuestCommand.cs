@@ -36,6 +36,10 @@ namespace KvmOvercommit.Commands;
 /// <para>A guest whose RAM KSM never merges (-machine mem-merge=off), with free page reporting (the default where QEMU has it) and deflate-on-oom.</para>
 /// </example>
 /// <example>
+/// <code>New-Item -ItemType Directory /sys/fs/cgroup/memory/guests; Set-Content /sys/fs/cgroup/memory/guests/memory.limit_in_bytes 2G; Get-KvmTinyGuest | Start-KvmGuest -Name tiny2 -MemoryMB 256 -Cgroup guests -PassThru</code>
+/// <para>Starts the tiny guest inside the memory cgroup "guests" (cgroup v1), whose 2 GiB limit holds it and every other guest started there.</para>
+/// </example>
+/// <example>
 /// <code>Start-KvmGuest -DiskPath web1.qcow2 -IopsLimit 200 -PassThru | Get-KvmGuestIoLimit</code>
 /// <para>Starts a guest whose disk is capped at 200 IOPS, and reads the limit back.</para>
 /// </example>
@@ -167,6 +171,16 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
     [ValidateSet("none", "writeback", "writethrough", "directsync", "unsafe")]
     public string? DiskCache { get; set; }
 
+    /// <summary>
+    /// Start QEMU inside this memory cgroup: a folder (/sys/fs/cgroup/memory/guests) or a name under the cgroup v1 memory
+    /// controller (or the v2 hierarchy). QEMU's pid is in the cgroup's cgroup.procs from before it runs, so every page the
+    /// guest touches is charged there and the cgroup's limit holds it (the kernel OOM-kills in the cgroup, not on the host).
+    /// A path that is not a memory cgroup is refused (CgroupNotFound).
+    /// </summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Cgroup { get; set; }
+
     /// <summary>Return the started guest.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
@@ -236,6 +250,7 @@ public sealed class StartKvmGuestCommand : KvmCmdlet
             BpsLimit = BpsLimit,
             NetworkNamespace = NetworkNamespace,
             DiskCache = DiskCache,
+            Cgroup = Cgroup,
         };
         options.MemoryMerge = MemoryMerge;
         options.FreePageReporting = MyInvocation.BoundParameters.ContainsKey(nameof(FreePageReporting)) ? FreePageReporting.IsPresent : null;

@@ -41,6 +41,35 @@ public class ExperimentPlanTests
     }
 
     [SkippableFact]
+    public void ValidateEstimateNeedsACgroupAndCgroupLimitMBPlansOneNamedAfterTheRunWithoutCreatingIt()
+    {
+        RequireQemu();
+        using var ksm = new FakeKsmKernel();
+        using var t = new TempDir();
+        var noCgroup = Assert.Throws<KvmOcException>(() => OvercommitExperiment.Plan(new ExperimentOptions { WorkDirectory = t.File("w"), Roots = ksm.Roots, ValidateEstimate = true }));
+        Assert.Equal("ExperimentValidateNeedsCgroup", noCgroup.ErrorId);
+        Assert.Contains("-CgroupLimitMB", noCgroup.Hint);
+        var both = Assert.Throws<KvmOcException>(() => OvercommitExperiment.Plan(new ExperimentOptions { WorkDirectory = t.File("w"), Roots = ksm.Roots, Cgroup = "x", CgroupLimitMB = 512 }));
+        Assert.Equal("ExperimentCgroupConflict", both.ErrorId);
+        var tooSmall = Assert.Throws<KvmOcException>(() => OvercommitExperiment.Plan(new ExperimentOptions { WorkDirectory = t.File("w"), Roots = ksm.Roots, CgroupLimitMB = 10 }));
+        Assert.Equal("ExperimentInvalidCgroupLimit", tooSmall.ErrorId);
+        Assert.Equal("CgroupNotFound", Assert.Throws<KvmOcException>(() => OvercommitExperiment.Plan(new ExperimentOptions { WorkDirectory = t.File("w"), Roots = ksm.Roots, Cgroup = t.Path })).ErrorId);
+
+        var controller = Path.Combine(ksm.Roots.Sys, "fs", "cgroup", "memory");
+        Directory.CreateDirectory(controller);
+        File.WriteAllText(Path.Combine(controller, "memory.limit_in_bytes"), "9223372036854771712\n");
+        var plan = OvercommitExperiment.Plan(new ExperimentOptions { WorkDirectory = t.File("w"), Roots = ksm.Roots, CgroupLimitMB = 2048, ValidateEstimate = true, Profiles = new[] { ExperimentProfile.Default } });
+        Assert.Equal(Path.Combine(controller, $"kvmoc-exp-{plan.RunId}"), plan.Cgroup);
+        Assert.True(plan.CreatesCgroup);
+        Assert.False(Directory.Exists(plan.Cgroup));
+        var text = plan.Describe();
+        Assert.Contains($"create the memory cgroup {plan.Cgroup} with a limit of 2048 MiB", text);
+        Assert.Contains($"in the memory cgroup {plan.Cgroup}", text);
+        Assert.Contains("boot more guests of the same kind into it one by one until one no longer fits", text);
+        Assert.Contains($"remove the memory cgroup {plan.Cgroup}", text);
+    }
+
+    [SkippableFact]
     public void ARealBaseImageKeepsItsFolderAndIsNeverCreatedOrDeleted()
     {
         RequireQemu();

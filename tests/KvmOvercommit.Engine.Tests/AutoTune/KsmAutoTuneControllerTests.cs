@@ -162,8 +162,11 @@ public class KsmAutoTuneControllerTests
     [Fact]
     public void Converged_BacksOffGeometrically_ToIdle_WithinSeconds()
     {
+        // With pages left unmerged (they keep changing) the burst steps down geometrically; fully merged memory goes
+        // idle at once (Converged_WhenNothingIsLeftUnmerged_StopsWithoutAConfirmingPass).
         var sim = new Sim();
         for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Ksm.Volatile = Guest;
         sim.Run(S(10));
         Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
         Assert.Equal((100L, 200L), (sim.Last!.PagesToScan, sim.Last.SleepMilliseconds));
@@ -365,6 +368,9 @@ public class KsmAutoTuneControllerTests
         Assert.NotEqual(KsmAutoTuneMode.Burst, sim.Last!.Mode);
         Assert.True(sim.Ksm.FullScans <= mergedAt + 1, $"burst went on for {sim.Ksm.FullScans - mergedAt} passes after the merges");
         Assert.Contains(sim.Log, d => d.Reason.Contains("converged"));
+        // Nothing is left to merge, so no slower confirming passes either: straight to idle.
+        Assert.DoesNotContain(sim.Log, d => d.Mode == KsmAutoTuneMode.Backoff);
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
     }
 
     [Fact]
@@ -387,6 +393,7 @@ public class KsmAutoTuneControllerTests
     {
         var sim = new Sim();
         for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Ksm.Volatile = Guest;
         sim.Run(S(10));
         var changes = sim.Log.Where(d => d.Changed).ToList();
         var firstBackoff = changes.First(d => d.Mode == KsmAutoTuneMode.Backoff).Elapsed;
@@ -420,9 +427,9 @@ public class KsmAutoTuneControllerTests
         for (int i = 1; i <= 2; i++) sim.Ksm.Procs[i] = Guest;
         sim.Run(S(4));
         Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
-        Assert.Equal(TimeSpan.FromMilliseconds(250), sim.Last.NextPoll); // just converged: still looking closely
+        Assert.Equal(TimeSpan.FromMilliseconds(200), sim.Last.NextPoll); // just converged: still looking closely
         sim.Run(S(10));
-        Assert.Equal(TimeSpan.FromMilliseconds(500), sim.Last!.NextPoll); // quiet for 5 s: half the readings
+        Assert.Equal(TimeSpan.FromMilliseconds(300), sim.Last!.NextPoll); // quiet for 5 s: fewer readings
         sim.Ksm.Procs[7] = Guest;
         var d = sim.Tick();
         Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
@@ -430,7 +437,7 @@ public class KsmAutoTuneControllerTests
         var t = sim.RunUntilSharing(sim.Ksm.Sharing + Guest * 9 / 10, S(30));
         Assert.True(t < S(2), $"late arrival 90% merged after {t}");
         sim.Run(S(2));
-        Assert.Equal(TimeSpan.FromMilliseconds(250), sim.Last!.NextPoll); // idle again, the quiet clock restarted
+        Assert.Equal(TimeSpan.FromMilliseconds(200), sim.Last!.NextPoll); // idle again, the quiet clock restarted
     }
 
     [Fact]
@@ -459,6 +466,51 @@ public class KsmAutoTuneControllerTests
         d = c.Decide(Obs(5));
         Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
         Assert.Equal(2500, d.PagesToScan);
+    }
+
+    [Fact]
+    public void ALongTrickle_IsPaced_APassEveryPaceFractionOfTheTimeSinceTheWakeUp()
+    {
+        // 24 guests booting for a minute: every pass merges a little. The rate falls so that a pass takes 8% of the
+        // time since the wake-up: at 80 s, 6.4 s a pass, not the 1.6 s of the scaled burst rate.
+        var c = new KsmAutoTuneController();
+        long mergeable = 24 * 2 * Guest, merged = 0, scans = 0;
+        KsmAutoTuneObservation Obs(double t) => new()
+        {
+            Elapsed = S(t), FullScans = scans, PagesShared = merged / 10, PagesSharing = merged - merged / 10,
+            PagesUnshared = mergeable / 2, RmapItems = mergeable, MergeableProcessIds = new[] { 1 }, MergeableResidentPages = mergeable,
+            MemTotalBytes = 16L << 30, MemAvailableBytes = 12L << 30,
+        };
+        var d = c.Decide(Obs(0));
+        Assert.Equal(20000, d.PagesToScan);
+        for (int i = 1; i <= 3; i++) { scans++; merged += mergeable / 200; d = c.Decide(Obs(i)); }
+        Assert.Equal(5000, d.PagesToScan); // at 3 s the scaled rate (a pass in 1.6 s / 25%) is slower than 8% of 3 s
+        scans++; merged += mergeable / 200;
+        d = c.Decide(Obs(80));
+        Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
+        Assert.Contains("a pass every 6.4 s", d.Reason);
+        Assert.Equal((long)Math.Ceiling(mergeable * 20 / 6400.0), d.PagesToScan);
+        scans++; merged += mergeable / 10; // the guests settled: a big pass restores the full rate at once
+        d = c.Decide(Obs(81));
+        Assert.Equal(20000, d.PagesToScan);
+    }
+
+    [Fact]
+    public void MergesWhileBackingOff_ResumeTheBurst_WithoutRestartingTheCount()
+    {
+        var sim = new Sim();
+        for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Ksm.Volatile = Guest;
+        while (sim.Last?.Mode != KsmAutoTuneMode.Backoff) { if (sim.Last is null) sim.Tick(); else { sim.Ksm.Advance(sim.Last.NextPoll, sim.Last.PagesToScan, sim.Last.SleepMilliseconds); sim.Tick(); } }
+        sim.Ksm.Sharing += 5000; // memory already judged merges after all
+        var d = sim.Tick();
+        Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
+        Assert.StartsWith("still merging while backing off", d.Reason);
+        Assert.Equal(1, sim.Log.Count(x => x.Reason.StartsWith("wake", StringComparison.Ordinal)));
+        // The next pass is judged at once: one pass that merges nothing backs off again.
+        long scans = sim.Ksm.FullScans;
+        while (sim.Ksm.FullScans == scans) { sim.Ksm.Advance(sim.Last!.NextPoll, sim.Last.PagesToScan, sim.Last.SleepMilliseconds); sim.Tick(); }
+        Assert.NotEqual(KsmAutoTuneMode.Burst, sim.Last!.Mode);
     }
 
     [Fact]

@@ -24,7 +24,9 @@ public sealed class KsmAutoTuneController
     HashSet<int> _knownPids = new();
     long _baselineResident;
     long _wakeFullScans, _judgeFullScans, _judgeMerged;
-    TimeSpan _lastStep, _idleSince;
+    long _passFullScans = -1, _passTracked, _prevPassTracked = -1;
+    TimeSpan _lastStep, _idleSince, _wakeTime;
+    bool _paced;
     long _pages, _sleep, _appliedPages, _appliedSleep;
     bool _pressure;
     double _scale = 1;
@@ -85,6 +87,12 @@ public sealed class KsmAutoTuneController
             _judgeMerged = o.MergedPages;
         }
         _judgeMerged = Math.Min(_judgeMerged, o.MergedPages); // pages unmerged (a process exited) are not negative yield
+        if (o.FullScans != _passFullScans)
+        {
+            // A pass ended: what ksmd tracks now (every rmap item: shared, sharing, unshared or volatile) against what it
+            // tracked at the end of the pass before. Unchanged means the pass found no memory it had not seen.
+            (_prevPassTracked, _passTracked, _passFullScans) = (_passFullScans < 0 ? -1 : _passTracked, Tracked(o), o.FullScans);
+        }
         var newPids = o.MergeableProcessIds.Where(id => !_knownPids.Contains(id)).ToList();
         _knownPids = new HashSet<int>(o.MergeableProcessIds);
         _baselineResident = Math.Min(_baselineResident, o.MergeableResidentPages);
@@ -110,6 +118,12 @@ public sealed class KsmAutoTuneController
         switch (Mode)
         {
             case KsmAutoTuneMode.Burst:
+                if (passDone && merged >= threshold && o.FullScans - _wakeFullScans >= 2 && Converged(o, threshold) is string done)
+                {
+                    // The pass merged what there was, found no memory it had not seen before, and left nothing
+                    // unmerged: the passes still to be judged could only confirm it.
+                    return GoIdle(o, $"a full pass merged {merged / passes} pages, {done}: converged; idle");
+                }
                 if (o.FullScans - _wakeFullScans >= _p.PassesBeforeJudging && passDone)
                 {
                     long perPass = merged / passes;
@@ -119,17 +133,20 @@ public sealed class KsmAutoTuneController
                     long left = o.PagesUnshared + o.PagesVolatile;
                     if (left < threshold)
                     {
-                        // Everything ksmd tracks is merged (shared or sharing): another pass can only confirm it.
-                        return StepDown(o, $"a full pass merged {perPass} pages and only {left} unmerged remain (< {threshold}): converged");
+                        // Everything ksmd tracks is merged (shared or sharing): another pass, even a slower one, can
+                        // only confirm it. Idle at once (new memory or merges found by the idle scan wake it again).
+                        return GoIdle(o, $"a full pass merged {perPass} pages and only {left} unmerged remain (< {threshold}): converged; idle");
                     }
                     long full = (long)(_p.FullRateYieldFraction * o.MergeablePages);
                     if (perPass < full)
                     {
                         _scale = Math.Max(1 / _p.BackoffFactor, perPass / (double)full);
+                        _paced = true;
                         SetBurstRate(o);
-                        return $"bursting at {100 * _scale:0}% of the full rate: a full pass merged {perPass} pages (< {full})";
+                        return $"bursting at {100 * _scale:0}% of the full rate, a pass every {PassTime(o).TotalSeconds:0.##} s: a full pass merged {perPass} pages (< {full})";
                     }
                     _scale = 1;
+                    _paced = false;
                     SetBurstRate(o);
                     return $"bursting: a full pass merged {perPass} pages, keep scanning";
                 }
@@ -137,7 +154,18 @@ public sealed class KsmAutoTuneController
                 return $"bursting: {o.FullScans - _wakeFullScans} of {_p.PassesBeforeJudging} passes before judging, {MiB(o.MergeablePages)} MiB to scan";
             case KsmAutoTuneMode.Backoff:
                 if (merged >= threshold)
-                    return Wake(o, $"still merging while backing off ({merged} pages)");
+                {
+                    // Nothing new arrived (that wakes above): the memory already judged still merges. Resume the burst
+                    // at the trickle rate and go on judging pass by pass instead of restarting the count of passes.
+                    Mode = KsmAutoTuneMode.Burst;
+                    _wakeFullScans = Math.Min(_wakeFullScans, o.FullScans - _p.PassesBeforeJudging);
+                    _paced = true;
+                    _scale = 1 / _p.BackoffFactor;
+                    Judge(o);
+                    SetBurstRate(o);
+                    _lastStep = o.Elapsed;
+                    return $"still merging while backing off ({merged} pages): bursting at {100 * _scale:0}% of the full rate, a pass every {PassTime(o).TotalSeconds:0.##} s";
+                }
                 if (passDone)
                 {
                     Judge(o);
@@ -158,6 +186,8 @@ public sealed class KsmAutoTuneController
     {
         Mode = KsmAutoTuneMode.Burst;
         _scale = 1;
+        _paced = false;
+        _wakeTime = o.Elapsed;
         _wakeFullScans = o.FullScans;
         Judge(o);
         _baselineResident = o.MergeableResidentPages;
@@ -199,7 +229,12 @@ public sealed class KsmAutoTuneController
     {
         double sleep = Math.Max(1, _p.BurstSleepMilliseconds);
         double wakeUpsPerPass = _p.BurstPassTime.TotalMilliseconds / sleep;
-        long pages = Math.Clamp((long)Math.Ceiling(_scale * Math.Min(o.MergeablePages / Math.Max(1, wakeUpsPerPass), _p.MaxPagesToScan)), _p.MinBurstPagesToScan, _p.MaxPagesToScan);
+        double rate = _scale * Math.Min(o.MergeablePages / Math.Max(1, wakeUpsPerPass), _p.MaxPagesToScan);
+        // A trickle that has gone on for a while (guests booting) is paced: a pass at most every PaceFraction of the
+        // time since the wake-up. A page that settles is merged within two passes, so the delay stays a fixed share of
+        // the time the merging takes anyway, while the number of passes over memory that keeps changing stops growing.
+        if (_paced) rate = Math.Min(rate, o.MergeablePages * sleep / Math.Max(1, PassTime(o).TotalMilliseconds));
+        long pages = Math.Clamp((long)Math.Ceiling(rate), _p.MinBurstPagesToScan, _p.MaxPagesToScan);
         // Hysteresis: while bursting, follow the estimate only when it moves by more than a quarter (no write per tick).
         bool bursting = Mode == KsmAutoTuneMode.Burst && _sleep == _p.BurstSleepMilliseconds && _pages > 0;
         if (bursting && pages > _pages * 3 / 4 && pages < _pages * 5 / 4) return;
@@ -224,6 +259,20 @@ public sealed class KsmAutoTuneController
         _pressure = pressure;
         return rate;
     }
+
+    /// <summary>How long a paced pass should take: PaceFraction of the time since the wake-up, at least the burst pass time.</summary>
+    TimeSpan PassTime(KsmAutoTuneObservation o) =>
+        TimeSpan.FromTicks(Math.Max(_p.BurstPassTime.Ticks, (long)(_p.PaceFraction * (o.Elapsed - _wakeTime).Ticks)));
+
+    /// <summary>Why the last pass shows convergence, or null: no new memory seen and nothing left unmerged.</summary>
+    string? Converged(KsmAutoTuneObservation o, long threshold)
+    {
+        long left = o.PagesUnshared + o.PagesVolatile;
+        if (left >= threshold || _prevPassTracked < 0 || Math.Abs(_passTracked - _prevPassTracked) >= threshold) return null;
+        return $"no new memory since the pass before and only {left} unmerged remain (< {threshold})";
+    }
+
+    static long Tracked(KsmAutoTuneObservation o) => o.PagesShared + o.PagesSharing + o.PagesUnshared + o.PagesVolatile;
 
     long YieldThreshold(KsmAutoTuneObservation o) => Math.Max(_p.MinYieldPages, (long)(_p.YieldFraction * o.MergeablePages));
 

@@ -5,7 +5,8 @@
     Build      builds the solution.
     Test       builds, packages, publishes the native kvmoc, runs the parse gate, every xunit test project, then the
                Pester suite (tests/acceptance/*.Tests.ps1, Pester 5.7.1 restored from NuGet into out/tools/Pester)
-               against the packaged module; ends with "Total: N passed, N failed, N skipped". Under CI=true a Pester run
+               against the packaged module; ends with "Total: N passed, N failed, N skipped". xunit failures are
+               named again before that line and run once more (passing then: listed as flaky). Under CI=true a Pester run
                that did not happen, failed, or skipped or did not run a test fails the build, and so does any skipped
                xunit test.
     Package    makes an importable module folder: out/KvmOvercommit/<version>/.
@@ -182,6 +183,31 @@ function Invoke-PesterSuite {
     Get-Content -LiteralPath $resultFile -Raw | ConvertFrom-Json
 }
 
+# Runs one xunit project with a trx logger; returns the names of the passed tests, the failed ones (name, method for a
+# --filter, first line of the message) and the skipped count, read from the trx rather than from the console.
+function Invoke-XunitProject([string] $Project, [string] $Dir, [string] $Filter) {
+    $testArgs = @('test', $Project, '-c', $Configuration, '--no-build', '-nologo', '--logger', 'trx;LogFileName=results.trx', '--results-directory', $Dir)
+    if ($Filter) { $testArgs += @('--filter', $Filter) }
+    & dotnet @testArgs 2>&1 | ForEach-Object { Write-Host $_ }
+    $exit = $LASTEXITCODE
+    $trx = Join-Path $Dir 'results.trx'
+    $r = [pscustomobject]@{ Passed = [System.Collections.Generic.List[string]]::new(); Failed = [System.Collections.Generic.List[object]]::new(); Skipped = 0; Total = 0; ExitCode = $exit }
+    if (-not (Test-Path -LiteralPath $trx)) { return $r }
+    $xml = [xml] (Get-Content -LiteralPath $trx -Raw)
+    foreach ($u in $xml.TestRun.Results.UnitTestResult) {
+        $r.Total++
+        switch ($u.outcome) {
+            'Passed' { $r.Passed.Add($u.testName) }
+            'NotExecuted' { $r.Skipped++ }
+            default {
+                $message = try { ("$($u.Output.ErrorInfo.Message)" -split "`n" | Where-Object { $_.Trim() } | Select-Object -First 3) -join ' / ' } catch { '' }
+                $r.Failed.Add([pscustomobject]@{ Name = $u.testName; Method = ($u.testName -replace '\(.*$', ''); Message = $message })
+            }
+        }
+    }
+    return $r
+}
+
 function Invoke-Test {
     Invoke-Build
     Invoke-Package
@@ -189,17 +215,34 @@ function Invoke-Test {
     Invoke-Gate
     $env:KVMOC_NATIVE = Join-Path $NativeDir 'kvmoc'
     $env:KVMOC_MODULE = Join-Path $PackageDir 'KvmOvercommit.psd1'
-    $passed = 0; $failed = 0; $skipped = 0; $ok = $true; $reported = 0
-    $projects = @(Select-String -LiteralPath 'KvmOvercommit.sln' -Pattern '^Project\(.*tests[\\/][^"]*Tests\.csproj"').Count
-    $output = & dotnet test KvmOvercommit.sln -c $Configuration --no-build -nologo 2>&1 | ForEach-Object { Write-Host $_; "$_" }
-    if ($LASTEXITCODE -ne 0) { $ok = $false }
-    # VSTest prints one line per test project: "Passed!  - Failed: 0, Passed: 12, Skipped: 1, Total: 13, …".
-    foreach ($line in $output) {
-        if ($line -match '(Passed|Failed)! +- Failed: +(\d+), Passed: +(\d+), Skipped: +(\d+), Total') {
-            $failed += [int] $Matches[2]; $passed += [int] $Matches[3]; $skipped += [int] $Matches[4]; $reported++
+    $passed = 0; $failed = 0; $skipped = 0; $ok = $true
+    $projects = @(Select-String -LiteralPath 'KvmOvercommit.sln' -Pattern '^Project\(.*"(tests[\\/][^"]*Tests\.csproj)"' |
+        ForEach-Object { $_.Matches[0].Groups[1].Value -replace '\\', '/' })
+    $results = Join-Path $PSScriptRoot 'out/test-results'
+    Remove-Item -LiteralPath $results -Recurse -Force -ErrorAction SilentlyContinue
+    $failures = [System.Collections.Generic.List[object]]::new(); $flaky = [System.Collections.Generic.List[string]]::new()
+    # One project after the other: run together, the engine tests' TCG guests and the module tests' pwsh runspaces
+    # compete for the machine's two cores and timing-sensitive tests pay for it.
+    foreach ($project in $projects) {
+        $name = [IO.Path]::GetFileNameWithoutExtension($project)
+        $run = Invoke-XunitProject $project (Join-Path $results $name)
+        if ($run.Failed.Count -gt 0) {
+            # Each failure is named (the CI log keeps only its tail), then the failed tests run once more: a test that
+            # fails again fails the build; one that passes the second time is listed as flaky and counts as passed.
+            $filter = ($run.Failed | ForEach-Object { "FullyQualifiedName=$($_.Method)" } | Sort-Object -Unique) -join '|'
+            Write-Host "test: $($run.Failed.Count) failed in $name; running them once more"
+            $again = Invoke-XunitProject $project (Join-Path $results "$name-rerun") $filter
+            foreach ($f in $run.Failed) {
+                if ($again.Passed -contains $f.Name) { $flaky.Add("$($f.Name): failed first ($($f.Message)), passed on the rerun"); $passed++ }
+                else { $failures.Add($f) }
+            }
         }
+        if ($run.ExitCode -ne 0 -and $run.Failed.Count -eq 0) { Write-Host "test: dotnet test $name exited $($run.ExitCode) with no failed test in its results"; $ok = $false }
+        if ($run.Total -eq 0) { Write-Host "test: $name reported no results"; $ok = $false }
+        $passed += $run.Passed.Count
+        $skipped += $run.Skipped
     }
-    if ($reported -lt $projects) { Write-Host "test: only $reported of $projects test projects reported results"; $ok = $false }
+    $failed += $failures.Count
     $xunitSkipped = $skipped
 
     $pester = $null
@@ -216,6 +259,8 @@ function Invoke-Test {
     elseif ($InCi) { $ok = $false }
     if ($xunitSkipped -gt 0 -and $InCi) { Write-Host "test: $xunitSkipped xunit test(s) skipped: under CI every test must run"; $ok = $false }
     if ($failed -gt 0) { $ok = $false }
+    foreach ($f in $flaky) { Write-Host "flaky: $f" }
+    foreach ($f in $failures) { Write-Host "FAILED: $($f.Name): $($f.Message)" }
     Write-Host "Total: $passed passed, $failed failed, $skipped skipped"
     if (-not $ok) { exit 1 }
 }

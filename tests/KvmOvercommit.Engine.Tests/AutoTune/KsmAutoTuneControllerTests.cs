@@ -21,6 +21,7 @@ public class KsmAutoTuneControllerTests
         public long MemTotal = 16L << 30, MemAvailable = 12L << 30;
         public TimeSpan Now;
         public bool Mergeable = true; // false: memory that never merges (all unique)
+        public double? Cpu;           // the busiest mergeable process's CPU fraction (null: not read yet)
 
         long Total => Procs.Values.Sum();
 
@@ -68,13 +69,15 @@ public class KsmAutoTuneControllerTests
             MergeableResidentPages = Total + Procs.Count * 300,
             MemTotalBytes = MemTotal,
             MemAvailableBytes = MemAvailable,
+            MaxProcessCpuFraction = Cpu,
         };
     }
 
     sealed class Sim
     {
         public readonly FakeKsm Ksm = new();
-        public readonly KsmAutoTuneController Controller = new();
+        public readonly KsmAutoTuneController Controller;
+        public Sim(KsmAutoTunePolicy? policy = null) => Controller = new KsmAutoTuneController(policy);
         public readonly List<KsmAutoTuneDecision> Log = new();
         public KsmAutoTuneDecision? Last;
 
@@ -511,6 +514,78 @@ public class KsmAutoTuneControllerTests
         long scans = sim.Ksm.FullScans;
         while (sim.Ksm.FullScans == scans) { sim.Ksm.Advance(sim.Last!.NextPoll, sim.Last.PagesToScan, sim.Last.SleepMilliseconds); sim.Tick(); }
         Assert.NotEqual(KsmAutoTuneMode.Burst, sim.Last!.Mode);
+    }
+
+    [Fact]
+    public void WhileAGuestIsBusy_PassesArePacedByTime_AndItNeverGoesIdle_ThenItSettlesAtTheFullRateAndIdles()
+    {
+        // Guests booting: their memory changes (nothing merges) and their QEMUs are busy. The yield rules alone went
+        // idle after a pass that merged nothing, mid-boot; here the passes are paced at one per BusyPassTime instead.
+        var sim = new Sim();
+        for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = 2 * Guest;
+        sim.Ksm.Mergeable = false;
+        sim.Ksm.Cpu = 0.5;
+        sim.Run(S(5));
+        long scansAt5 = sim.Ksm.FullScans;
+        sim.Run(S(15));
+        Assert.All(sim.Log, d => Assert.Equal(KsmAutoTuneMode.Burst, d.Mode));
+        Assert.Contains("pacing while a mergeable process is busy (the busiest uses 50% of a core)", sim.Last!.Reason);
+        long paced = sim.Ksm.FullScans - scansAt5;
+        Assert.InRange(paced, 5, 9); // 15 s at a pass every 2 s (PaceFraction × 20 s = 1.6 s is shorter)
+        // The guests booted: memory settles, the QEMUs go quiet. Two passes at the full rate merge it.
+        sim.Ksm.Mergeable = true;
+        sim.Ksm.Cpu = 0.002;
+        var d = sim.Tick();
+        Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
+        Assert.Contains("every mergeable process is quiet (the busiest uses 0.2% of a core): settling at the full rate", d.Reason);
+        Assert.Equal(20000, d.PagesToScan);
+        var t = sim.RunUntilSharing(3 * 2 * Guest, S(10));
+        Assert.True(t < S(1), $"merged 3 guests' worth {t.TotalSeconds:0.##} s after they went quiet");
+        sim.Run(S(3));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+    }
+
+    [Fact]
+    public void ABusyGuest_PullsTheTunerOutOfBackoff_IntoPacedPasses()
+    {
+        var sim = new Sim();
+        for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Ksm.Mergeable = false;
+        while (sim.Last?.Mode != KsmAutoTuneMode.Backoff) { if (sim.Last is null) sim.Tick(); else { sim.Ksm.Advance(sim.Last.NextPoll, sim.Last.PagesToScan, sim.Last.SleepMilliseconds); sim.Tick(); } }
+        sim.Ksm.Cpu = 0.3;
+        var d = sim.Tick();
+        Assert.Equal(KsmAutoTuneMode.Burst, d.Mode);
+        Assert.StartsWith("a mergeable process is busy (the busiest uses 30% of a core): pacing a pass every 2 s", d.Reason);
+        Assert.Equal((long)Math.Ceiling(sim.Ksm.Observe().MergeablePages * 20 / 2000.0), d.PagesToScan);
+        Assert.Equal(1, sim.Log.Count(x => x.Reason.StartsWith("wake", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void ABusyGuestThatStaysBusy_IsScannedNoFasterThanPaceFractionOfTheTimeSinceTheWakeUp_DownToTheIdleRate()
+    {
+        var sim = new Sim();
+        sim.Ksm.Procs[1] = 2 * Guest;
+        sim.Ksm.Mergeable = false;
+        sim.Ksm.Cpu = 1;
+        sim.Run(S(600));
+        Assert.Equal(KsmAutoTuneMode.Burst, sim.Last!.Mode);
+        Assert.Contains("a pass every 48 s", sim.Last.Reason); // 8% of 600 s
+        // a pass in 48 s, within the controller's 25% hysteresis
+        Assert.InRange(sim.Last.PagesToScan, sim.Ksm.Observe().MergeablePages * 20 / 48000.0 * 0.75, sim.Ksm.Observe().MergeablePages * 20 / 48000.0 * 1.25 + 1);
+        sim.Run(S(100000));
+        Assert.InRange(sim.Last!.PagesToScan, 10, 13); // the idle rate, 100 pages / 200 ms = 10 per 20 ms (25% hysteresis)
+    }
+
+    [Fact]
+    public void WithTheBusyRuleOff_ABusyGuestDoesNotKeepTheBurstGoing()
+    {
+        var sim = new Sim(new KsmAutoTunePolicy { BusyCpuFraction = 0 });
+        for (int i = 1; i <= 4; i++) sim.Ksm.Procs[i] = Guest;
+        sim.Ksm.Mergeable = false;
+        sim.Ksm.Cpu = 0.9;
+        sim.Run(S(10));
+        Assert.Equal(KsmAutoTuneMode.Idle, sim.Last!.Mode);
+        Assert.DoesNotContain(sim.Log, d => d.Reason.Contains("busy", StringComparison.Ordinal));
     }
 
     [Fact]

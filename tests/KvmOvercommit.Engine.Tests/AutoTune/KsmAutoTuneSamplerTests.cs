@@ -37,6 +37,10 @@ public class KsmAutoTuneSamplerTests
             _dir.Write($"proc/{pid}/statm", $"{resident * 2} {resident} 100 10 0 {resident} 0\n");
         }
 
+        /// <summary>/proc/pid/stat with utime and stime (fields 14 and 15) after a command name with spaces and parentheses.</summary>
+        public void Cpu(int pid, long utime, long stime) =>
+            _dir.Write($"proc/{pid}/stat", $"{pid} (qemu (x) y) S 1 {pid} {pid} 0 -1 4194560 5000 0 12 0 {utime} {stime} 0 0 20 0 3 0 500 1000000 2000 18446744073709551615\n");
+
         public void Exit(int pid) => Directory.Delete(_dir.File($"proc/{pid}"), recursive: true);
 
         public void Dispose() => _dir.Dispose();
@@ -145,5 +149,31 @@ public class KsmAutoTuneSamplerTests
         host.Process(31, mergeable: true, rmap: 0, resident: 16000); // QEMU madvised its RAM
         Assert.Equal(new[] { 31 }, sampler.Read().MergeableProcessIds);
         Assert.True(sampler.ListingsSkipped >= 1);
+    }
+
+    [Fact]
+    public void The_busiest_mergeable_process_CPU_fraction_comes_from_utime_and_stime_between_two_readings()
+    {
+        using var host = new FakeHost();
+        host.Process(11, mergeable: true, rmap: 100, resident: 200);
+        host.Process(12, mergeable: true, rmap: 100, resident: 200);
+        host.Process(13, mergeable: false, rmap: 0, resident: 200);
+        host.Cpu(11, 1000, 500);
+        host.Cpu(12, 10, 5);
+        host.Cpu(13, 0, 0);
+        using var sampler = new KsmAutoTuneSampler(host.Roots);
+        Assert.Null(sampler.Read().MaxProcessCpuFraction); // one reading: no interval yet
+        var t0 = DateTime.UtcNow;
+        Thread.Sleep(500);
+        host.Cpu(11, 1010, 500);  // 10 ticks = 0.1 s of CPU
+        host.Cpu(12, 40, 25);     // 50 ticks = 0.5 s
+        host.Cpu(13, 100000, 0);  // not mergeable: not counted
+        var o = sampler.Read();
+        double dt = (DateTime.UtcNow - t0).TotalSeconds;
+        Assert.NotNull(o.MaxProcessCpuFraction);
+        Assert.InRange(o.MaxProcessCpuFraction!.Value, 0.5 / (dt + 0.05), 0.5 / 0.5);
+        host.Write("proc/12/stat", "garbage\n"); // unreadable: that process drops out of the figure, the other stays
+        o = sampler.Read();
+        Assert.InRange(o.MaxProcessCpuFraction!.Value, 0, 0.1 / 0.5);
     }
 }

@@ -16,6 +16,10 @@ namespace KvmOvercommit.Engine.Ksm.AutoTune;
 /// after that, every completed pass is: while a pass merges pages the burst goes on, and once a pass merges
 /// (almost) nothing the rate steps down geometrically to the idle rate. In idle, merges found by the slow scan or new
 /// mergeable memory wake it again. Memory pressure (little MemAvailable) raises the floor.
+/// A mergeable process that is busy (its QEMU uses at least <see cref="KsmAutoTunePolicy.BusyCpuFraction"/> of a core:
+/// the guest boots or rewrites its memory) overrides the yield rules once the passes after a wake-up are done: passes
+/// are paced by time (<see cref="KsmAutoTunePolicy.BusyPassTime"/>) however much they merge, and the tuner neither
+/// backs off nor goes idle. When every mergeable process is quiet, two passes at the full rate merge what settled.
 /// </remarks>
 public sealed class KsmAutoTuneController
 {
@@ -26,7 +30,7 @@ public sealed class KsmAutoTuneController
     long _wakeFullScans, _judgeFullScans, _judgeMerged;
     long _passFullScans = -1, _passTracked, _prevPassTracked = -1;
     TimeSpan _lastStep, _idleSince, _wakeTime;
-    bool _paced;
+    bool _paced, _busyPaced;
     long _pages, _sleep, _appliedPages, _appliedSleep;
     bool _pressure;
     double _scale = 1;
@@ -118,6 +122,26 @@ public sealed class KsmAutoTuneController
         switch (Mode)
         {
             case KsmAutoTuneMode.Burst:
+                if (_busyPaced && !Busy(o))
+                {
+                    // Everything settled: two passes at the full rate (the one in progress and one more) merge what
+                    // stopped changing since the paced passes checksummed it, then the yield rules judge as after a wake-up.
+                    _busyPaced = false;
+                    _paced = false;
+                    _scale = 1;
+                    _wakeFullScans = Math.Min(_wakeFullScans, o.FullScans - Math.Max(0, _p.PassesBeforeJudging - 2));
+                    Judge(o);
+                    SetBurstRate(o);
+                    return $"every mergeable process is quiet ({Cpu(o)}): settling at the full rate";
+                }
+                if (o.FullScans - _wakeFullScans >= _p.PassesBeforeJudging && Busy(o))
+                {
+                    if (passDone) Judge(o);
+                    bool started = !_busyPaced;
+                    _busyPaced = true;
+                    SetBurstRate(o, force: started);
+                    return $"pacing while a mergeable process is busy ({Cpu(o)}): a pass every {BusyPassTime(o).TotalSeconds:0.##} s, {MiB(o.MergeablePages)} MiB to scan";
+                }
                 if (passDone && merged >= threshold && o.FullScans - _wakeFullScans >= 2 && Converged(o, threshold) is string done)
                 {
                     // The pass merged what there was, found no memory it had not seen before, and left nothing
@@ -153,6 +177,16 @@ public sealed class KsmAutoTuneController
                 SetBurstRate(o);
                 return $"bursting: {o.FullScans - _wakeFullScans} of {_p.PassesBeforeJudging} passes before judging, {MiB(o.MergeablePages)} MiB to scan";
             case KsmAutoTuneMode.Backoff:
+                if (Busy(o))
+                {
+                    Mode = KsmAutoTuneMode.Burst;
+                    _wakeFullScans = Math.Min(_wakeFullScans, o.FullScans - _p.PassesBeforeJudging);
+                    _busyPaced = true;
+                    Judge(o);
+                    SetBurstRate(o, force: true);
+                    _lastStep = o.Elapsed;
+                    return $"a mergeable process is busy ({Cpu(o)}): pacing a pass every {BusyPassTime(o).TotalSeconds:0.##} s instead of backing off";
+                }
                 if (merged >= threshold)
                 {
                     // Nothing new arrived (that wakes above): the memory already judged still merges. Resume the burst
@@ -187,6 +221,7 @@ public sealed class KsmAutoTuneController
         Mode = KsmAutoTuneMode.Burst;
         _scale = 1;
         _paced = false;
+        _busyPaced = false;
         _wakeTime = o.Elapsed;
         _wakeFullScans = o.FullScans;
         Judge(o);
@@ -212,6 +247,7 @@ public sealed class KsmAutoTuneController
     {
         if (Mode != KsmAutoTuneMode.Idle || _prev is null) _idleSince = o.Elapsed;
         Mode = KsmAutoTuneMode.Idle;
+        _busyPaced = false;
         _pages = _p.IdlePagesToScan;
         _sleep = _p.IdleSleepMilliseconds;
         _baselineResident = o.MergeableResidentPages;
@@ -225,9 +261,18 @@ public sealed class KsmAutoTuneController
         _judgeMerged = o.MergedPages;
     }
 
-    void SetBurstRate(KsmAutoTuneObservation o)
+    void SetBurstRate(KsmAutoTuneObservation o, bool force = false)
     {
         double sleep = Math.Max(1, _p.BurstSleepMilliseconds);
+        if (_busyPaced)
+        {
+            // Paced by time alone, down to the idle rate (a guest that stays busy for an hour is scanned as if idle).
+            double floor = Math.Max(1, _p.IdlePagesToScan * sleep / Math.Max(1, _p.IdleSleepMilliseconds));
+            long paced = (long)Math.Clamp(Math.Ceiling(o.MergeablePages * sleep / BusyPassTime(o).TotalMilliseconds), floor, _p.MaxPagesToScan);
+            if (!force && _sleep == _p.BurstSleepMilliseconds && paced > _pages * 3 / 4 && paced < _pages * 5 / 4) return;
+            (_pages, _sleep) = (paced, _p.BurstSleepMilliseconds);
+            return;
+        }
         double wakeUpsPerPass = _p.BurstPassTime.TotalMilliseconds / sleep;
         double rate = _scale * Math.Min(o.MergeablePages / Math.Max(1, wakeUpsPerPass), _p.MaxPagesToScan);
         // A trickle that has gone on for a while (guests booting) is paced: a pass at most every PaceFraction of the
@@ -259,6 +304,15 @@ public sealed class KsmAutoTuneController
         _pressure = pressure;
         return rate;
     }
+
+    /// <summary>How long a pass should take while a mergeable process is busy: BusyPassTime, or PaceFraction of the time since the wake-up.</summary>
+    TimeSpan BusyPassTime(KsmAutoTuneObservation o) =>
+        TimeSpan.FromTicks(Math.Max(_p.BusyPassTime.Ticks, (long)(_p.PaceFraction * (o.Elapsed - _wakeTime).Ticks)));
+
+    bool Busy(KsmAutoTuneObservation o) => _p.BusyCpuFraction > 0 && o.MaxProcessCpuFraction >= _p.BusyCpuFraction;
+
+    static string Cpu(KsmAutoTuneObservation o) =>
+        o.MaxProcessCpuFraction is double f ? $"the busiest uses {100 * f:0.#}% of a core" : "no CPU reading";
 
     /// <summary>How long a paced pass should take: PaceFraction of the time since the wake-up, at least the burst pass time.</summary>
     TimeSpan PassTime(KsmAutoTuneObservation o) =>

@@ -33,6 +33,13 @@ public sealed class KsmAutoTuneObservation
     /// <summary>utime + stime of the ksmd thread in seconds (null when it cannot be read).</summary>
     public double? KsmdCpuSeconds { get; set; }
 
+    /// <summary>
+    /// The busiest mergeable process's CPU use (utime + stime, all its threads) as a fraction of one core, over the
+    /// interval between its last two readings; null when no mergeable process has been read twice yet. A guest that
+    /// boots or rewrites its memory is busy; an idle guest's QEMU uses about 0.2% of a core.
+    /// </summary>
+    public double? MaxProcessCpuFraction { get; set; }
+
     /// <summary>Pages merged (shared + sharing): what a full scan's yield is measured on.</summary>
     public long MergedPages => PagesShared + PagesSharing;
 

@@ -36,6 +36,16 @@ public sealed class KsmAutoTunePolicy
     /// the merging has taken, below the 20% the goal allows over the aggressive setting.
     /// </summary>
     public double PaceFraction { get; set; } = 0.08;
+    /// <summary>
+    /// A mergeable process using at least this fraction of a core counts as busy (booting, rewriting its memory); 0
+    /// turns the rule off. While one is busy, once the passes after a wake-up are done, the burst is paced by time
+    /// (<see cref="BusyPassTime"/>) however much a pass merges, and never backs off to idle: memory that still changes
+    /// is merged once it settles, and a pass over it before then is mostly wasted. When every mergeable process is
+    /// quiet again, two passes at the full rate merge what settled, and the yield rules take over.
+    /// </summary>
+    public double BusyCpuFraction { get; set; } = 0.05;
+    /// <summary>While a mergeable process is busy, a pass takes at least this long (and at least PaceFraction of the time since the wake-up).</summary>
+    public TimeSpan BusyPassTime { get; set; } = TimeSpan.FromSeconds(2);
     /// <summary>Each low-yield step divides the scan rate by this.</summary>
     public double BackoffFactor { get; set; } = 8;
     /// <summary>Step down at least this often while backing off, even when a pass at the lower rate has not completed.</summary>
@@ -79,6 +89,8 @@ public sealed class KsmAutoTunePolicy
         Check(BackoffFactor > 1, nameof(BackoffFactor), BackoffFactor);
         Check(FullRateYieldFraction >= 0 && FullRateYieldFraction <= 1, nameof(FullRateYieldFraction), FullRateYieldFraction);
         Check(PaceFraction >= 0 && PaceFraction <= 1, nameof(PaceFraction), PaceFraction);
+        Check(BusyCpuFraction >= 0 && BusyCpuFraction <= 1, nameof(BusyCpuFraction), BusyCpuFraction);
+        Check(BusyPassTime > TimeSpan.Zero, nameof(BusyPassTime), BusyPassTime);
         Check(PassesBeforeJudging >= 1, nameof(PassesBeforeJudging), PassesBeforeJudging);
         Check(FastPoll > TimeSpan.Zero && IdlePoll > TimeSpan.Zero, nameof(FastPoll), FastPoll);
         Check(QuietIdlePoll > TimeSpan.Zero, nameof(QuietIdlePoll), QuietIdlePoll);

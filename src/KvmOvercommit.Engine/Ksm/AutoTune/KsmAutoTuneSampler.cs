@@ -32,6 +32,9 @@ public sealed class KsmAutoTuneSampler : IDisposable
         public TimeSpan FirstSeen, LastChecked;
         public bool Mergeable;
         public long RmapItems, Resident;
+        public long CpuTicks = -1;
+        public TimeSpan CpuAt;
+        public double? CpuFraction;
     }
 
     /// <summary>A sampler over the given (or the real) kernel files.</summary>
@@ -118,6 +121,7 @@ public sealed class KsmAutoTuneSampler : IDisposable
         var alive = new HashSet<int>();
         var ids = new List<int>();
         long rmap = 0, resident = 0;
+        double? busiest = null;
         foreach (var pid in ProcessIds(now))
         {
             alive.Add(pid);
@@ -133,12 +137,17 @@ public sealed class KsmAutoTuneSampler : IDisposable
             {
                 t.LastChecked = now;
                 if (!ReadKsmStat(pid, t)) { alive.Remove(pid); continue; }
-                if (t.Mergeable) t.Resident = ReadResidentPages(pid) ?? 0;
+                if (t.Mergeable)
+                {
+                    t.Resident = ReadResidentPages(pid) ?? 0;
+                    ReadCpu(pid, t, now);
+                }
             }
             rmap += t.RmapItems;
             if (!t.Mergeable) continue;
             ids.Add(pid);
             resident += t.Resident;
+            if (t.CpuFraction is double f) busiest = Math.Max(busiest ?? 0, f);
         }
         foreach (var gone in _procs.Keys.Where(k => !alive.Contains(k)).ToList()) _procs.Remove(gone);
         _first = false;
@@ -146,6 +155,40 @@ public sealed class KsmAutoTuneSampler : IDisposable
         o.MergeableProcessIds = ids.ToArray();
         o.RmapItems = rmap;
         o.MergeableResidentPages = resident;
+        o.MaxProcessCpuFraction = busiest;
+    }
+
+    /// <summary>utime + stime from /proc/&lt;pid&gt;/stat; the CPU fraction since the reading before.</summary>
+    void ReadCpu(int pid, Tracked t, TimeSpan now)
+    {
+        long? ticks = ReadStatTicks(pid);
+        if (ticks is not long v) { t.CpuFraction = null; return; }
+        double dt = (now - t.CpuAt).TotalSeconds;
+        if (t.CpuTicks >= 0 && dt > 0) t.CpuFraction = Math.Max(0, v - t.CpuTicks) / UserHz / dt;
+        (t.CpuTicks, t.CpuAt) = (v, now);
+    }
+
+    /// <summary>Fields 14 and 15 of /proc/&lt;pid&gt;/stat (after the command in parentheses), or null.</summary>
+    long? ReadStatTicks(int pid)
+    {
+        int n = ReadFile(_roots.Pid(pid, "stat"));
+        if (n <= 0) return null;
+        var span = _buf.AsSpan(0, n);
+        int close = span.LastIndexOf((byte)')');
+        if (close < 0) return null;
+        span = span[(close + 1)..];
+        // span starts at " S ppid …": field 3 is the state; utime is field 14, the 12th after the state.
+        for (int field = 3; field < 14; field++)
+        {
+            span = span.TrimStart((byte)' ');
+            int sp = span.IndexOf((byte)' ');
+            if (sp < 0) return null;
+            span = span[sp..];
+        }
+        int pos = 0;
+        long? utime = ParseLong(span, ref pos);
+        long? stime = ParseLong(span, ref pos);
+        return utime is long u && stime is long st ? u + st : null;
     }
 
     /// <summary>

@@ -38,14 +38,19 @@ public sealed class KsmAutoTunePolicy
     public double PaceFraction { get; set; } = 0.08;
     /// <summary>
     /// A mergeable process using at least this fraction of a core counts as busy (booting, rewriting its memory); 0
-    /// turns the rule off. While one is busy, once the passes after a wake-up are done, the burst is paced by time
+    /// turns the rule off. While one is busy, once the passes after a wake-up are done (or BusyPassTime has gone by
+    /// since it), the burst is paced by time
     /// (<see cref="BusyPassTime"/>) however much a pass merges, and never backs off to idle: memory that still changes
     /// is merged once it settles, and a pass over it before then is mostly wasted. When every mergeable process is
     /// quiet again, two passes at the full rate merge what settled, and the yield rules take over.
     /// </summary>
     public double BusyCpuFraction { get; set; } = 0.05;
-    /// <summary>While a mergeable process is busy, a pass takes at least this long (and at least PaceFraction of the time since the wake-up).</summary>
-    public TimeSpan BusyPassTime { get; set; } = TimeSpan.FromSeconds(2);
+    /// <summary>
+    /// While a mergeable process is busy, a pass takes at least this long (and at least PaceFraction of the time since
+    /// the wake-up). 4 s: on a host whose guests boot, a starved ksmd at the full rate already took about 2 s a pass
+    /// (0.13 s of CPU per second), so a 2 s pace saved nothing.
+    /// </summary>
+    public TimeSpan BusyPassTime { get; set; } = TimeSpan.FromSeconds(4);
     /// <summary>Each low-yield step divides the scan rate by this.</summary>
     public double BackoffFactor { get; set; } = 8;
     /// <summary>Step down at least this often while backing off, even when a pass at the lower rate has not completed.</summary>

@@ -162,7 +162,7 @@ start_guests() {
 
 # Samples every 100 ms until the window ends: t_us sharing shared ksmd_ticks late_merging_pages full_scans pages_scanned
 sample() {
-  local log=$1 t0=$2 end_us=$3 late_file=$4 t s h m lp p v fs ps
+  local log=$1 t0=$2 end_us=$3 late_file=$4 t s h m lp p v fs ps un vo sk
   while :; do
     t=$(now); (( t >= end_us )) && break
     read -r s < $K/pages_sharing; read -r h < $K/pages_shared
@@ -172,7 +172,8 @@ sample() {
       for p in "${lp[@]}"; do v=0; read -r v < "/proc/$p/ksm_merging_pages" 2>/dev/null || v=0; m=$((m + v)); done
     fi
     read -r fs < $K/full_scans; ps=0; has pages_scanned && read -r ps < $K/pages_scanned
-    echo "$((t - t0)) $s $h $(ticks "$ksmd_pid") $m $fs $ps" >> "$log"
+    read -r un < $K/pages_unshared; read -r vo < $K/pages_volatile; sk=0; has pages_skipped && read -r sk < $K/pages_skipped
+    echo "$((t - t0)) $s $h $(ticks "$ksmd_pid") $m $fs $ps $un $vo $sk" >> "$log"
     sleep 0.1
   done
 }

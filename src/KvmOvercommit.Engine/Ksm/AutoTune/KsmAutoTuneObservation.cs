@@ -18,6 +18,11 @@ public sealed class KsmAutoTuneObservation
     public long PagesVolatile { get; set; }
     /// <summary>pages_scanned (kernel 6.7 and later; null before).</summary>
     public long? PagesScanned { get; set; }
+    /// <summary>
+    /// pages_skipped: pages smart scan passed over because they had not merged for several passes (kernel 6.7 and
+    /// later; null before). A skipped page leaves the unstable tree, so until its next visit it counts as volatile.
+    /// </summary>
+    public long? PagesSkipped { get; set; }
     /// <summary>full_scans: completed passes over all mergeable memory.</summary>
     public long FullScans { get; set; }
     /// <summary>Sum of ksm_rmap_items over all processes: the pages ksmd tracks.</summary>

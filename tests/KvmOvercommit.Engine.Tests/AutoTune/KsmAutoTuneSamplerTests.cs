@@ -176,4 +176,27 @@ public class KsmAutoTuneSamplerTests
         o = sampler.Read();
         Assert.InRange(o.MaxProcessCpuFraction!.Value, 0, 0.1 / 0.5);
     }
+
+    [Fact]
+    public void CPU_is_read_every_CpuReadInterval_and_taken_over_the_last_CpuWindow()
+    {
+        // A guest's QEMU drops from a full core to nothing when it has booted: read every poll, over the last 0.5 s.
+        using var host = new FakeHost();
+        host.Process(11, mergeable: true, rmap: 100, resident: 200);
+        host.Cpu(11, 0, 0);
+        using var sampler = new KsmAutoTuneSampler(host.Roots) { ProcessReadInterval = TimeSpan.FromHours(1), CpuReadInterval = TimeSpan.Zero };
+        var start = System.Diagnostics.Stopwatch.StartNew();
+        Assert.Null(sampler.Read().MaxProcessCpuFraction);
+        Thread.Sleep(300);
+        host.Cpu(11, 20, 10); // 30 ticks: busy for 0.3 s, then it stops
+        double busy = sampler.Read().MaxProcessCpuFraction!.Value;
+        Assert.InRange(busy, 0.3 / (start.Elapsed.TotalSeconds + 0.05), 1.0 / 0.25); // over all there is yet: ~100%
+        while (start.Elapsed < TimeSpan.FromMilliseconds(650)) Thread.Sleep(20);
+        double half = sampler.Read().MaxProcessCpuFraction!.Value; // base: the first reading (the newest >= 0.5 s old)
+        Assert.InRange(half, 0.3 / (start.Elapsed.TotalSeconds + 0.05), 0.3 / 0.6);
+        while (start.Elapsed < TimeSpan.FromMilliseconds(950)) Thread.Sleep(20);
+        // Base: the reading at 0.3 s, newest one at least 0.5 s old: nothing since. Quiet 0.65 s after it stopped,
+        // where one reading every 0.5 s (the ksm_stat interval) saw it only at the next one.
+        Assert.Equal(0, sampler.Read().MaxProcessCpuFraction);
+    }
 }

@@ -12,7 +12,7 @@ namespace KvmOvercommit.Engine.Ksm.AutoTune;
 /// </summary>
 public sealed class KsmAutoTuneSampler : IDisposable
 {
-    static readonly string[] Counters = { "pages_shared", "pages_sharing", "pages_unshared", "pages_volatile", "full_scans", "pages_scanned" };
+    static readonly string[] Counters = { "pages_shared", "pages_sharing", "pages_unshared", "pages_volatile", "full_scans", "pages_scanned", "pages_skipped" };
 
     readonly HostRoots _roots;
     readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
@@ -32,8 +32,8 @@ public sealed class KsmAutoTuneSampler : IDisposable
         public TimeSpan FirstSeen, LastChecked;
         public bool Mergeable;
         public long RmapItems, Resident;
-        public long CpuTicks = -1;
-        public TimeSpan CpuAt;
+        public readonly Queue<(long Ticks, TimeSpan At)> Cpu = new();
+        public TimeSpan CpuAt = TimeSpan.MinValue / 2;
         public double? CpuFraction;
     }
 
@@ -77,6 +77,19 @@ public sealed class KsmAutoTuneSampler : IDisposable
     /// </summary>
     public TimeSpan ListingInterval { get; set; } = TimeSpan.Zero;
 
+    /// <summary>
+    /// The mergeable processes' CPU time is read this often (null: with their ksm_stat, every
+    /// <see cref="ProcessReadInterval"/>). The tuner sets 100 ms while bursting: a guest's QEMU goes from a full core to
+    /// nothing the moment it has booted, and reading every 0.5 s found that up to 1 s late.
+    /// </summary>
+    public TimeSpan? CpuReadInterval { get; set; }
+
+    /// <summary>
+    /// A process's CPU fraction is taken over at least this long (between its newest reading and the newest one at least
+    /// this old): at USER_HZ 100, one tick is 2% of a core over 0.5 s, so the 5% busy line is 2.5 ticks.
+    /// </summary>
+    public TimeSpan CpuWindow { get; set; } = TimeSpan.FromMilliseconds(500);
+
     /// <summary>Takes a reading. Elapsed is measured from the sampler's creation.</summary>
     public KsmAutoTuneObservation Read()
     {
@@ -90,6 +103,7 @@ public sealed class KsmAutoTuneSampler : IDisposable
             PagesVolatile = Counter(3) ?? 0,
             FullScans = Counter(4) ?? 0,
             PagesScanned = Counter(5),
+            PagesSkipped = Counter(6),
         };
         ReadProcesses(o, now);
         if (now - _lastSlowRead >= SlowReadInterval)
@@ -143,6 +157,10 @@ public sealed class KsmAutoTuneSampler : IDisposable
                     ReadCpu(pid, t, now);
                 }
             }
+            else if (t.Mergeable && CpuReadInterval is TimeSpan every && now - t.CpuAt >= every)
+            {
+                ReadCpu(pid, t, now);
+            }
             rmap += t.RmapItems;
             if (!t.Mergeable) continue;
             ids.Add(pid);
@@ -158,14 +176,19 @@ public sealed class KsmAutoTuneSampler : IDisposable
         o.MaxProcessCpuFraction = busiest;
     }
 
-    /// <summary>utime + stime from /proc/&lt;pid&gt;/stat; the CPU fraction since the reading before.</summary>
+    /// <summary>
+    /// utime + stime from /proc/&lt;pid&gt;/stat; the CPU fraction since the newest earlier reading at least
+    /// <see cref="CpuWindow"/> old (or the oldest kept, while there is none yet).
+    /// </summary>
     void ReadCpu(int pid, Tracked t, TimeSpan now)
     {
+        t.CpuAt = now;
         long? ticks = ReadStatTicks(pid);
-        if (ticks is not long v) { t.CpuFraction = null; return; }
-        double dt = (now - t.CpuAt).TotalSeconds;
-        if (t.CpuTicks >= 0 && dt > 0) t.CpuFraction = Math.Max(0, v - t.CpuTicks) / UserHz / dt;
-        (t.CpuTicks, t.CpuAt) = (v, now);
+        if (ticks is not long v) { t.CpuFraction = null; t.Cpu.Clear(); return; }
+        var q = t.Cpu;
+        while (q.Count >= 2 && now - q.ElementAt(1).At >= CpuWindow) q.Dequeue();
+        if (q.Count > 0 && now > q.Peek().At) t.CpuFraction = Math.Max(0, v - q.Peek().Ticks) / UserHz / (now - q.Peek().At).TotalSeconds;
+        q.Enqueue((v, now));
     }
 
     /// <summary>Fields 14 and 15 of /proc/&lt;pid&gt;/stat (after the command in parentheses), or null.</summary>

@@ -89,6 +89,8 @@ public static class KsmAutoTuner
                 sampler.ListingInterval = d.Mode == KsmAutoTuneMode.Idle ? TimeSpan.Zero : TimeSpan.FromSeconds(1);
                 // The mergeable processes' own files only tell growth and exits: every 2 s when idle, 0.5 s otherwise.
                 sampler.ProcessReadInterval = d.Mode == KsmAutoTuneMode.Idle ? TimeSpan.FromSeconds(2) : TimeSpan.FromMilliseconds(500);
+                // Their CPU time every poll while bursting: the end of a boot is found within a poll of 0.5 s after it.
+                sampler.CpuReadInterval = d.Mode == KsmAutoTuneMode.Idle ? null : TimeSpan.Zero;
                 if (clock.Elapsed - lastCheck >= TimeSpan.FromSeconds(5))
                 {
                     // Someone else (an admin, ksmtuned) may have changed the knobs: look at the real values now and then.
